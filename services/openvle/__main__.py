@@ -1,0 +1,3 @@
+from openvle.cli import main
+
+raise SystemExit(main())

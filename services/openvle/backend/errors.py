@@ -1,0 +1,53 @@
+"""Every error the API returns is JSON with a sentence that says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+
+from openvle.errors import QueueUnavailable
+
+log = logging.getLogger("openvle.backend")
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+            problems.append(f"{where}: {err['msg']}")
+        return _error(422, "invalid request: " + "; ".join(problems), problems=problems)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(QueueUnavailable)
+    async def queue_unavailable(request: Request, exc: QueueUnavailable):
+        return _error(503, str(exc), task_id=exc.task_id)
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, exc: RedisError):
+        log.error("Redis error on %s: %s", request.url.path, type(exc).__name__)
+        return _error(503, "Redis is not answering; try again shortly")
+
+    @app.exception_handler(OperationalError)
+    async def db_down(request: Request, exc: OperationalError):
+        log.error("database error on %s: %s", request.url.path, type(exc).__name__)
+        return _error(503, "the database is not answering; try again shortly")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error; the backend log has the details")

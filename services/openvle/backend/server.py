@@ -1,0 +1,28 @@
+"""The backend role: upgrade the schema (or check it), then serve the API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from openvle.backend.app import create_app
+from openvle.db.engine import get_engine
+from openvle.db.schema import upgrade, wait_until_current
+from openvle.operations import load_jobs
+from openvle.settings import _Settings
+
+log = logging.getLogger("openvle.backend")
+
+
+def run(settings: _Settings) -> int:
+    load_jobs()
+    engine = get_engine()
+    if settings.BACKEND_MIGRATE_ON_START:
+        before, after = upgrade(engine)
+        log.info("database schema %s", f"upgraded {before or 'empty'} -> {after}" if before != after else f"at {after}")
+    else:
+        wait_until_current(engine, timeout=0)
+    uvicorn.run(create_app(), host=settings.BACKEND_HOST, port=settings.BACKEND_PORT, log_config=None,
+                access_log=True)
+    return 0

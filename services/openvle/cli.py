@@ -1,0 +1,93 @@
+"""`openvle` / `python -m openvle`: run a role, migrate, show the configuration, check health."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from openvle.roles import ROLES, UnknownRole, resolve
+from openvle.settings import SettingsError, get_settings
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openvle",
+        description="OpenVLE Tasks. With no command, runs the role named by SERVICE_ROLE.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run a role (default: SERVICE_ROLE)")
+    run.add_argument("role", nargs="?", help=f"one of {', '.join(ROLES)}")
+    commands.add_parser("migrate", help="upgrade the database schema to the newest revision")
+    commands.add_parser("config", help="print the effective settings, secrets masked")
+    commands.add_parser("healthcheck", help="exit 0 when this container's role is healthy (Docker HEALTHCHECK)")
+    commands.add_parser("dev", help="run backend, scheduler and worker-all locally with embedded defaults")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"openvle: {line}", file=sys.stderr)
+        return EXIT_USAGE
+
+    command = args.command or "run"
+    if command == "config":
+        for name, value in settings.public_items():
+            print(f"{name}={value}")
+        return 0
+
+    from openvle import logs
+
+    role = getattr(args, "role", None) or settings.SERVICE_ROLE
+    logs.setup(role or command, settings.LOG_LEVEL, settings.secrets())
+
+    if command == "migrate":
+        from openvle.db.engine import get_engine
+        from openvle.db.schema import upgrade
+
+        before, after = upgrade(get_engine())
+        print(f"schema {'upgraded from ' + (before or 'empty') + ' to ' if before != after else 'already at '}{after}")
+        return 0
+    if command == "healthcheck":
+        from openvle.healthcheck import check
+
+        return check(settings)
+    if command == "dev":
+        from openvle.dev import run as run_dev
+
+        return run_dev(settings)
+
+    try:
+        runner = resolve(role)
+    except UnknownRole as exc:
+        print(f"openvle: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_role(runner, settings)
+
+
+def _run_role(runner, settings) -> int:
+    """Run a role; a store that is down or a schema that is behind is one clear line, not a traceback."""
+    import logging
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    from openvle.db.schema import SchemaNotReady
+
+    log = logging.getLogger("openvle")
+    try:
+        return runner(settings)
+    except SchemaNotReady as exc:
+        log.error("cannot start: %s", exc)
+    except RedisConnectionError as exc:
+        log.error("cannot start: Redis at REDIS_URL is not reachable (%s)", exc)
+    except OperationalError as exc:
+        log.error("cannot start: the database at DATABASE_URL is not reachable (%s)", exc.orig)
+    except KeyboardInterrupt:
+        return 0
+    return 1

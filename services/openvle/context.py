@@ -1,0 +1,58 @@
+"""What a job function gets besides its params: a handle to report progress and log lines.
+
+Progress and log lines are written at once, in their own short transactions, so a page shows them
+while the job still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import update
+
+from openvle.db.engine import session_scope
+from openvle.db.models import Task, TaskLog, utcnow
+
+log = logging.getLogger("openvle.job")
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    task_id: int
+    attempt: int
+    max_attempts: int
+    queue: str
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def progress(self, percent: int, message: str | None = None) -> None:
+        """Report how far the job is (0-100) and, optionally, what it is doing."""
+        percent = max(0, min(100, int(percent)))
+        values: dict = {"progress": percent, "updated_at": utcnow()}
+        if message is not None:
+            values["message"] = message[:500]
+        with session_scope() as session:
+            session.execute(update(Task).where(Task.id == self.task_id).values(**values))
+        if message:
+            log.info("%d%% %s", percent, message)
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Keep a line with the Task (shown with it) and write it to the process log."""
+        level = level.lower()
+        numeric = logging.getLevelName(level.upper())
+        log.log(numeric if isinstance(numeric, int) else logging.INFO, "%s", message)
+        from openvle.logs import mask
+        from openvle.settings import get_settings
+
+        with session_scope() as session:
+            session.add(
+                TaskLog(
+                    task_id=self.task_id,
+                    attempt=self.attempt,
+                    level=level[:8],
+                    message=mask(message, get_settings().secrets()),
+                )
+            )

@@ -1,0 +1,114 @@
+"""The one way to start an operation: write its Task, then enqueue its RQ job with the queue's policy.
+
+The Task row is committed before the job exists, so nothing is lost when Redis is briefly away: the
+Task stays `queued` without a job and the reconciler enqueues it (see reconcile.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq import Callback, Queue, Retry
+from rq.job import Dependency
+from sqlalchemy import select
+
+from openvle.connections import get_redis
+from openvle.db.engine import session_scope
+from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
+from openvle.errors import QueueUnavailable
+from openvle.logs import job_context
+from openvle.operations import get_operation
+from openvle.queues import QueuePolicy, policy
+from openvle.settings import get_settings
+
+log = logging.getLogger("openvle.enqueue")
+
+
+def enqueue_operation(
+    operation: str,
+    params: dict[str, Any] | None = None,
+    *,
+    target: str | None = None,
+    requested_by: str | None = None,
+    depends_on: Sequence[Task | int] = (),
+) -> Task:
+    """Create the Task for `operation` and queue it; it runs only after every `depends_on` succeeded.
+
+    Raises UnknownOperation for a name nobody registered, and QueueUnavailable (the Task is saved)
+    when Redis does not answer.
+    """
+    op = get_operation(operation)
+    queue_policy = policy(op.queue, get_settings())
+    parent_ids = sorted({p if isinstance(p, int) else p.id for p in depends_on})
+    params = dict(params or {})
+
+    with session_scope() as session:
+        parents = session.execute(
+            select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(Task.id.in_(parent_ids))
+        ).all() if parent_ids else []
+        missing = set(parent_ids) - {p.id for p in parents}
+        if missing:
+            raise ValueError(f"depends_on names tasks that do not exist: {sorted(missing)}")
+        failed = [p for p in parents if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
+        task = Task(
+            operation=operation,
+            target=target,
+            queue=op.queue,
+            params=params,
+            requested_by=requested_by,
+            max_attempts=queue_policy.max_attempts,
+            rq_job_id=uuid.uuid4().hex,
+            status=TaskStatus.CANCELLED if failed else TaskStatus.QUEUED,
+        )
+        if failed:  # RQ would defer it forever behind a failed parent
+            task.error = f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"
+            task.finished_at = utcnow()
+        session.add(task)
+        session.flush()
+        session.add_all(TaskDependency(task_id=task.id, depends_on_id=pid) for pid in parent_ids)
+
+    if task.status == TaskStatus.QUEUED:
+        waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
+        try:
+            enqueue_job(task, queue_policy, waiting_on)
+        except RedisError as exc:
+            with job_context(queue=op.queue, job_id=task.rq_job_id, task_id=task.id):
+                log.warning("task saved but not queued (%s); the reconciler will queue it", type(exc).__name__)
+            raise QueueUnavailable(task.id, exc) from exc
+    return task
+
+
+def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str] = (), retries_left: int | None = None):
+    """Put the Task's job on its queue (also used by the reconciler to re-create a lost job)."""
+    from openvle.tracking import execute, on_job_failure, on_job_stopped
+
+    retries = queue_policy.max_retries if retries_left is None else retries_left
+    retry = None
+    if retries > 0:
+        # Counted from the end by RQ, so pass exactly the waits still ahead.
+        intervals = list(queue_policy.intervals[len(queue_policy.intervals) - retries:])
+        retry = Retry(max=retries, interval=intervals, enqueue_at_front=True)
+    queue = Queue(queue_policy.name, connection=get_redis())
+    job = queue.enqueue(
+        execute,
+        task.id,
+        task.operation,
+        task.params,
+        job_id=task.rq_job_id,
+        description=f"{task.operation} (task {task.id}{', ' + task.target if task.target else ''})",
+        retry=retry,
+        job_timeout=queue_policy.timeout,
+        result_ttl=queue_policy.result_ttl,
+        failure_ttl=queue_policy.failure_ttl,
+        depends_on=Dependency(jobs=list(waiting_on)) if waiting_on else None,
+        on_failure=Callback(on_job_failure),
+        on_stopped=Callback(on_job_stopped),
+        meta={"task_id": task.id},
+    )
+    with job_context(queue=queue_policy.name, job_id=job.id, task_id=task.id):
+        log.info("queued %s%s", task.operation, f" after {len(waiting_on)} task(s)" if waiting_on else "")
+    return job

@@ -1,0 +1,3 @@
+"""Job functions by area. Importing this package registers every operation (see operations.py)."""
+
+from openvle.jobs import demo, housekeeping  # noqa: F401

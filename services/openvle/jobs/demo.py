@@ -1,0 +1,37 @@
+"""A demonstration operation that exercises the whole path: progress, logs, retries, failures."""
+
+from __future__ import annotations
+
+import time
+
+from openvle.context import TaskContext
+from openvle.errors import PermanentError
+from openvle.operations import operation
+from openvle.queues import QUEUE_NAMES
+
+
+def _demo(ctx: TaskContext, duration: float = 0.0, fail_times: int = 0, permanent: bool = False) -> dict:
+    if permanent:
+        raise PermanentError("demo: asked to fail permanently")
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"demo: planned failure {ctx.attempt} of {fail_times}")
+    steps = 4 if duration > 0 else 1
+    for step in range(1, steps + 1):
+        time.sleep(duration / steps)
+        ctx.progress(step * 100 // steps, f"step {step} of {steps}")
+    ctx.log(f"done after {ctx.attempt} attempt(s)")
+    return {"attempt": ctx.attempt, "slept": duration}
+
+
+def _noop(ctx: TaskContext) -> None:
+    """Does nothing: the benchmark measures the bookkeeping around it."""
+
+
+# One demo operation per queue, so the demo can exercise any worker role.
+for _queue in QUEUE_NAMES:
+    operation(f"demo.{_queue}", queue=_queue)(_demo)
+operation("demo.noop", queue="core_periodic")(_noop)
+
+
+def demo_operation(queue: str) -> str:
+    return f"demo.{queue}"

@@ -1,0 +1,86 @@
+"""One log line per event on stdout, carrying role, queue, job id, task id and attempt k of n.
+
+The job context lives in a ContextVar that the tracking code sets around each job, so every line a
+job (or a client it calls) logs says which Task it belongs to. Secrets are masked in every line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+from openvle.settings import mask_url
+
+
+@dataclass(frozen=True)
+class LogContext:
+    queue: str = "-"
+    job_id: str = "-"
+    task_id: str = "-"
+    attempt: str = "-"
+
+
+_role = "-"
+_context: contextvars.ContextVar[LogContext] = contextvars.ContextVar("openvle_log_context", default=LogContext())
+
+
+@contextmanager
+def job_context(**fields: str) -> Iterator[None]:
+    token = _context.set(replace(_context.get(), **{k: str(v) for k, v in fields.items()}))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, secrets: list[str]):
+        super().__init__(
+            "%(asctime)s %(levelname)s role=%(role)s queue=%(queue)s job=%(job_id)s task=%(task_id)s "
+            "attempt=%(attempt)s %(name)s: %(message)s"
+        )
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 (logging's name)
+        import time
+
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        context = _context.get()
+        record.role = _role
+        record.queue = getattr(record, "queue", None) or context.queue
+        record.job_id = context.job_id
+        record.task_id = context.task_id
+        record.attempt = context.attempt
+        line = super().format(record)
+        return mask(line, self._secrets).replace("\n", " | ")  # one event, one line
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    text = mask_url(text)
+    for secret in secrets:
+        text = text.replace(secret, "********")
+    return text
+
+
+def setup(role: str, level: str = "INFO", secrets: list[str] | None = None) -> None:
+    """Route every logger (ours, RQ's, uvicorn's) to one stdout handler with our format."""
+    global _role
+    _role = role
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Formatter(secrets or []))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("rq", "rq.worker", "rq.scheduler", "rq.cron", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Alembic announces its plugins and dialect on every schema check; our own lines say what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

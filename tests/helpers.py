@@ -1,0 +1,26 @@
+"""Small readers shared by the tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from openvle.db.engine import session_scope
+from openvle.db.models import Task
+
+
+def load_task(task_id: int) -> Task:
+    with session_scope() as session:
+        return session.execute(
+            select(Task).where(Task.id == task_id).options(selectinload(Task.subtasks), selectinload(Task.logs))
+        ).scalar_one()
+
+
+def task_status(task_id: int) -> str:
+    with session_scope() as session:
+        return session.execute(select(Task.status).where(Task.id == task_id)).scalar_one()
+
+
+def settled(task_id: int) -> Task | None:
+    task = load_task(task_id)
+    return task if task.status in ("success", "error", "cancelled") else None

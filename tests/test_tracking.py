@@ -1,0 +1,108 @@
+"""Task/SubTask tracking through real worker processes, real Redis and the real DB."""
+
+from __future__ import annotations
+
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from conftest import wait_for
+from helpers import load_task, settled
+from openvle.connections import get_redis
+from openvle.enqueue import enqueue_operation
+
+
+def gap(earlier, later) -> float:
+    return (later - earlier).total_seconds()
+
+
+def test_fails_twice_then_succeeds_with_the_queue_intervals(start_role, clean):
+    # pve_vm_actions waits 5 s after the first failure and 10 s after the second.
+    worker = start_role("worker")
+    task = enqueue_operation("demo.pve_vm_actions", {"fail_times": 2, "duration": 0.2})
+
+    done = wait_for(lambda: settled(task.id), 40, "the task to settle", worker)
+
+    assert done.status == "success", done.error
+    assert done.progress == 100
+    assert done.result == {"attempt": 3, "slept": 0.2}
+    attempts = done.subtasks
+    assert [(s.attempt, s.status) for s in attempts] == [(1, "error"), (2, "error"), (3, "success")]
+    assert attempts[0].error == "RuntimeError: demo: planned failure 1 of 2"
+    assert attempts[1].error == "RuntimeError: demo: planned failure 2 of 2"
+    assert all(s.worker and s.worker.startswith("worker@") for s in attempts)
+    # RQ stores due times in whole seconds and its scheduler polls about once a second: ±1 s.
+    assert 4 <= gap(attempts[0].finished_at, attempts[1].started_at) < 7
+    assert 9 <= gap(attempts[1].finished_at, attempts[2].started_at) < 12
+    assert [line.message for line in done.logs] == ["done after 3 attempt(s)"]
+
+
+def test_permanent_error_fails_at_once_and_nothing_is_scheduled(start_role, clean):
+    worker = start_role("worker")
+    task = enqueue_operation("demo.mails", {"permanent": True})
+
+    done = wait_for(lambda: settled(task.id), 20, "the task to settle", worker)
+
+    assert done.status == "error"
+    assert done.error == "demo: asked to fail permanently"
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "error")]
+    queue = Queue("mails", connection=clean.redis)
+    assert queue.scheduled_job_registry.count == 0
+    assert Job.fetch(task.rq_job_id, connection=clean.redis).get_status() == JobStatus.FAILED
+
+
+def test_retries_exhausted_fail_the_task_and_cancel_its_dependents(start_role, settings_env):
+    settings_env(WORKER_MAX_RETRY="1")
+    worker = start_role("worker", WORKER_MAX_RETRY="1")
+    parent = enqueue_operation("demo.pve_vm_actions", {"fail_times": 10})
+    child = enqueue_operation("demo.mails", {}, depends_on=[parent])
+    grandchild = enqueue_operation("demo.moodle", {}, depends_on=[child])
+
+    done = wait_for(lambda: settled(parent.id), 30, "the parent to settle", worker)
+
+    assert done.status == "error"
+    assert done.max_attempts == 2 and done.attempts == 2
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "error"), (2, "error")]
+    assert done.error == "RuntimeError: demo: planned failure 2 of 10"
+    for dependent in (child, grandchild):
+        cancelled = load_task(dependent.id)
+        assert cancelled.status == "cancelled"
+        assert f"task {parent.id} (demo.pve_vm_actions) it depends on failed" in cancelled.error
+        assert cancelled.subtasks == []
+        assert Job.fetch(dependent.rq_job_id, connection=get_redis()).get_status() == JobStatus.CANCELED
+
+
+def test_dependent_runs_only_after_its_parent_succeeded(start_role, clean):
+    worker = start_role("worker")
+    parent = enqueue_operation("demo.mails", {"duration": 1.0})
+    child = enqueue_operation("demo.core_periodic", {}, depends_on=[parent])
+
+    done = wait_for(lambda: settled(child.id), 20, "the child to settle", worker)
+
+    parent_done = load_task(parent.id)
+    assert done.status == "success" and parent_done.status == "success"
+    assert done.subtasks[0].started_at >= parent_done.finished_at
+
+
+def test_dependent_of_an_already_failed_task_is_cancelled_at_once(start_role, clean):
+    worker = start_role("worker")
+    parent = enqueue_operation("demo.mails", {"permanent": True})
+    wait_for(lambda: settled(parent.id), 20, "the parent to fail", worker)
+
+    child = enqueue_operation("demo.mails", {}, depends_on=[parent])
+
+    assert child.status == "cancelled"
+    assert "did not succeed" in child.error
+    assert not Job.exists(child.rq_job_id, connection=clean.redis)
+
+
+def test_progress_and_log_lines_are_kept_with_the_task(start_role, clean):
+    worker = start_role("worker")
+    task = enqueue_operation("demo.guacamole", {"duration": 0.4})
+
+    done = wait_for(lambda: settled(task.id), 20, "the task to settle", worker)
+
+    assert done.status == "success"
+    assert done.message == "step 4 of 4"
+    assert done.logs[0].attempt == 1 and done.logs[0].level == "info"
+    assert "task=%d attempt=1/6" % task.id in worker.output
+    assert "queue=guacamole job=%s" % task.rq_job_id in worker.output
