@@ -106,7 +106,7 @@ def _use(chosen: Stores, **extra: str) -> None:
     for key in list(os.environ):
         if key.startswith(("QUEUE_", "WORKER_", "SERVICE_")):
             del os.environ[key]
-    os.environ.update(REDIS_URL=chosen.redis_url, DATABASE_URL=chosen.database_url, **extra)
+    os.environ.update({"REDIS_URL": chosen.redis_url, "DATABASE_URL": chosen.database_url, **extra})
     from openvle.db import engine
     from openvle.settings import get_settings
 

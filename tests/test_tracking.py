@@ -104,5 +104,5 @@ def test_progress_and_log_lines_are_kept_with_the_task(start_role, clean):
     assert done.status == "success"
     assert done.message == "step 4 of 4"
     assert done.logs[0].attempt == 1 and done.logs[0].level == "info"
-    assert "task=%d attempt=1/6" % task.id in worker.output
-    assert "queue=guacamole job=%s" % task.rq_job_id in worker.output
+    assert f"task={task.id} attempt=1/6" in worker.output
+    assert f"queue=guacamole job={task.rq_job_id}" in worker.output

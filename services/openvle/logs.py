@@ -25,7 +25,9 @@ class LogContext:
 
 
 _role = "-"
-_context: contextvars.ContextVar[LogContext] = contextvars.ContextVar("openvle_log_context", default=LogContext())
+_context: contextvars.ContextVar[LogContext] = contextvars.ContextVar(
+    "openvle_log_context", default=LogContext()  # noqa: B039 (frozen dataclass, immutable)
+)
 
 
 @contextmanager

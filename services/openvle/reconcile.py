@@ -66,7 +66,7 @@ def reconcile(grace_seconds: int | None = None) -> Report:
             return report
         last_id = tasks[-1].id
         jobs = Job.fetch_many([t.rq_job_id for t in tasks], connection=redis)
-        for task, job in zip(tasks, jobs):
+        for task, job in zip(tasks, jobs, strict=True):
             report.checked += 1
             with job_context(queue=task.queue, job_id=task.rq_job_id, task_id=task.id):
                 _repair(task, job, report)

@@ -20,6 +20,11 @@ from openvle.queues import QUEUE_NAMES
 DEFAULT_SQLITE_PATH = Path("var") / "openvle.sqlite3"
 
 
+def setting(default: Any, purpose: str, allowed: str, **constraints: Any) -> Any:
+    """A field with what it is for (.env.example) and what it accepts (the start-up error)."""
+    return Field(default, description=purpose, json_schema_extra={"allowed": allowed}, **constraints)
+
+
 def _queue_overrides() -> dict[str, Any]:
     """Per-queue timeout and TTL overrides: QUEUE_<NAME>_TIMEOUT / _RESULT_TTL / _FAILURE_TTL."""
     fields: dict[str, Any] = {}
@@ -27,15 +32,17 @@ def _queue_overrides() -> dict[str, Any]:
         upper = name.upper()
         fields[f"QUEUE_{upper}_TIMEOUT"] = (
             int | None,
-            Field(None, ge=1, description=f"seconds a {name} job may run; empty = the queue table's value"),
+            setting(None, f"seconds a {name} job may run; empty = the queue table's value", "seconds, >= 1", ge=1),
         )
         fields[f"QUEUE_{upper}_RESULT_TTL"] = (
             int | None,
-            Field(None, ge=0, description=f"seconds a finished {name} job stays in Redis; empty = table"),
+            setting(None, f"seconds a finished {name} job stays in Redis; empty = the table's value",
+                    "seconds, >= 0", ge=0),
         )
         fields[f"QUEUE_{upper}_FAILURE_TTL"] = (
             int | None,
-            Field(None, ge=1, description=f"seconds a failed {name} job stays in Redis; empty = table"),
+            setting(None, f"seconds a failed {name} job stays in Redis; empty = the table's value",
+                    "seconds, >= 1", ge=1),
         )
     return fields
 
@@ -54,83 +61,91 @@ class _Settings(BaseSettings):
     )
 
     # --- what this process is -------------------------------------------------------------------
-    SERVICE_ROLE: str | None = Field(
-        None, description="backend, scheduler, worker, worker-vm-clone, worker-periodic or worker-all"
-    )
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="one of DEBUG, INFO, WARNING, ERROR"
-    )
+    SERVICE_ROLE: str | None = setting(
+        None, "which part of the system this process runs",
+        "backend, scheduler, worker, worker-vm-clone, worker-periodic or worker-all")
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "INFO", "lowest level logged to stdout", "one of DEBUG, INFO, WARNING, ERROR")
 
     # --- stores -----------------------------------------------------------------------------------
-    REDIS_URL: str = Field(
-        "redis://localhost:6379/0", description="a redis://, rediss:// or unix:// URL"
-    )
-    DATABASE_URL: str = Field(
-        f"sqlite:///{DEFAULT_SQLITE_PATH}",
-        description="a SQLAlchemy URL: mysql+pymysql://user:pass@host/db, mariadb+pymysql://… or sqlite:///path",
-    )
-    MONGO_URL: str | None = Field(None, description="a mongodb:// URL; empty = node metric history is not kept")
+    REDIS_URL: str = setting(
+        "redis://localhost:6379/0", "Redis holding the RQ queues", "a redis://, rediss:// or unix:// URL")
+    DATABASE_URL: str = setting(
+        f"sqlite:///{DEFAULT_SQLITE_PATH}", "database of Tasks and the domain (MariaDB in production)",
+        "a SQLAlchemy URL: mysql+pymysql://user:pass@host/db, mariadb+pymysql://… or sqlite:///path")
+    MONGO_URL: str | None = setting(
+        None, "MongoDB for node metric history; empty = history is not kept", "a mongodb:// URL")
 
     # --- retries and schedules ------------------------------------------------------------------
-    WORKER_MAX_RETRY: int = Field(5, ge=0, le=100, description="an integer from 0 to 100")
-    WORKER_PVE_PERIODIC_INTERVAL: int = Field(60, ge=5, le=86400, description="seconds, 5 to 86400")
-    WORKER_MAINTENANCE_INTERVAL: int = Field(
-        30, ge=5, le=3600, description="seconds between a worker's registry cleanups, 5 to 3600"
-    )
-    WORKER_JOB_MONITORING_INTERVAL: int = Field(
-        10, ge=1, le=300, description="seconds between job heartbeats, 1 to 300"
-    )
-    RECONCILE_INTERVAL: int = Field(
-        60, ge=5, le=3600, description="seconds between Task/RQ reconciliations, 5 to 3600"
-    )
-    RECONCILE_GRACE: int = Field(
-        60, ge=5, le=3600, description="seconds a Task may disagree with RQ before it is repaired"
-    )
-    SCHEDULER_HEARTBEAT_INTERVAL: int = Field(
-        60, ge=1, le=3600, description="seconds between scheduler heartbeat jobs, 1 to 3600"
-    )
-    TASK_RETENTION_DAYS: int = Field(
-        30, ge=1, le=3650, description="days finished Tasks are kept, 1 to 3650"
-    )
-    MAIL_MAX_AGE_WEEKS: int = Field(4, ge=1, le=520, description="weeks, 1 to 520")
-    EVENTS_START_PREP_TIME_DAYS: int = Field(7, ge=0, le=365, description="days, 0 to 365")
-    EVENTS_END_PREP_TIME_DAYS: int = Field(7, ge=0, le=365, description="days, 0 to 365")
+    WORKER_MAX_RETRY: int = setting(
+        5, "retries of every queue but pve_periodic and core_periodic (fixed at 3)",
+        "an integer from 0 to 100", ge=0, le=100)
+    WORKER_PVE_PERIODIC_INTERVAL: int = setting(
+        60, "seconds between Proxmox node syncs", "seconds, 5 to 86400", ge=5, le=86400)
+    WORKER_MAINTENANCE_INTERVAL: int = setting(
+        30, "seconds between a worker's RQ registry cleanups (finds jobs of dead workers)",
+        "seconds, 5 to 3600", ge=5, le=3600)
+    WORKER_JOB_MONITORING_INTERVAL: int = setting(
+        10, "seconds between heartbeats of a running job; a dead worker's job is noticed ~60 s after",
+        "seconds, 1 to 300", ge=1, le=300)
+    RECONCILE_INTERVAL: int = setting(
+        60, "seconds between repairs of Tasks that disagree with their RQ job", "seconds, 5 to 3600",
+        ge=5, le=3600)
+    RECONCILE_GRACE: int = setting(
+        60, "seconds a Task may disagree with its RQ job before it is repaired", "seconds, 5 to 3600",
+        ge=5, le=3600)
+    SCHEDULER_HEARTBEAT_INTERVAL: int = setting(
+        60, "seconds between the scheduler's heartbeat jobs", "seconds, 1 to 3600", ge=1, le=3600)
+    TASK_RETENTION_DAYS: int = setting(
+        30, "days finished Tasks and their attempts are kept", "days, 1 to 3650", ge=1, le=3650)
+    MAIL_MAX_AGE_WEEKS: int = setting(
+        4, "weeks sent emails are kept before the daily cleanup deletes them", "weeks, 1 to 520", ge=1, le=520)
+    EVENTS_START_PREP_TIME_DAYS: int = setting(
+        7, "days before its start an event is deployed", "days, 0 to 365", ge=0, le=365)
+    EVENTS_END_PREP_TIME_DAYS: int = setting(
+        7, "days after its end an event is archived", "days, 0 to 365", ge=0, le=365)
+
+    SCHEMA_WAIT_TIMEOUT: int = setting(
+        120, "seconds a worker waits at start for the backend to migrate the schema", "seconds, 0 to 3600",
+        ge=0, le=3600)
 
     # --- backend ----------------------------------------------------------------------------------
-    BACKEND_HOST: str = Field("127.0.0.1", description="address the HTTP API listens on")
-    BACKEND_PORT: int = Field(8000, ge=1, le=65535, description="a TCP port, 1 to 65535")
-    BACKEND_MIGRATE_ON_START: bool = Field(
-        True, description="true or false: the backend upgrades the database schema at start"
-    )
+    BACKEND_HOST: str = setting("127.0.0.1", "address the HTTP API listens on", "an IP address or host name")
+    BACKEND_PORT: int = setting(8000, "port the HTTP API listens on", "a TCP port, 1 to 65535", ge=1, le=65535)
+    BACKEND_MIGRATE_ON_START: bool = setting(
+        True, "the backend upgrades the database schema when it starts", "true or false")
 
     # --- Proxmox VE -------------------------------------------------------------------------------
-    PVE_HOST: str | None = Field(None, description="Proxmox API host name or address")
-    PVE_PORT: int = Field(8006, ge=1, le=65535, description="a TCP port, 1 to 65535")
-    PVE_USER: str | None = Field(None, description="API user, e.g. openvle@pve")
-    PVE_TOKEN_NAME: str | None = Field(None, description="API token id (the part after '!')")
-    PVE_TOKEN_VALUE: SecretStr | None = Field(None, description="API token secret")
-    PVE_VERIFY_SSL: str = Field(
-        "true", description="true, false, or the path of a CA bundle that signs the Proxmox certificate"
-    )
-    PVE_TIMEOUT: int = Field(30, ge=1, le=600, description="seconds per HTTP call, 1 to 600")
+    PVE_HOST: str | None = setting(None, "Proxmox VE API host", "a host name or address")
+    PVE_PORT: int = setting(8006, "Proxmox VE API port", "a TCP port, 1 to 65535", ge=1, le=65535)
+    PVE_USER: str | None = setting(None, "Proxmox API user", "user@realm, e.g. openvle@pve")
+    PVE_TOKEN_NAME: str | None = setting(None, "Proxmox API token id (the part after '!')", "a token id")
+    PVE_TOKEN_VALUE: SecretStr | None = setting(None, "Proxmox API token secret", "the token's UUID secret")
+    PVE_VERIFY_SSL: str = setting(
+        "true", "check the Proxmox TLS certificate",
+        "true, false, or the path of a CA bundle that signs the Proxmox certificate")
+    PVE_TIMEOUT: int = setting(30, "seconds per Proxmox HTTP call", "seconds, 1 to 600", ge=1, le=600)
 
     # --- Guacamole --------------------------------------------------------------------------------
-    GUACAMOLE_URL: str | None = Field(None, description="an http(s):// URL, e.g. https://guac.example/guacamole")
-    GUACAMOLE_USER: str | None = Field(None, description="admin user name")
-    GUACAMOLE_PASSWORD: SecretStr | None = Field(None, description="admin password")
-    GUACAMOLE_DATASOURCE: str = Field("mysql", description="data source name, e.g. mysql or postgresql")
+    GUACAMOLE_URL: str | None = setting(
+        None, "Guacamole base URL", "an http(s):// URL, e.g. https://guac.example/guacamole")
+    GUACAMOLE_USER: str | None = setting(None, "Guacamole admin user", "a user name")
+    GUACAMOLE_PASSWORD: SecretStr | None = setting(None, "Guacamole admin password", "a password")
+    GUACAMOLE_DATASOURCE: str = setting(
+        "mysql", "Guacamole data source holding our objects", "e.g. mysql or postgresql")
 
     # --- Moodle -----------------------------------------------------------------------------------
-    MOODLE_URL: str | None = Field(None, description="an http(s):// URL of the Moodle site")
-    MOODLE_TOKEN: SecretStr | None = Field(None, description="web service token")
+    MOODLE_URL: str | None = setting(None, "Moodle site URL", "an http(s):// URL")
+    MOODLE_TOKEN: SecretStr | None = setting(None, "Moodle web service token", "a token")
 
     # --- SMTP -------------------------------------------------------------------------------------
-    SMTP_HOST: str = Field("localhost", description="SMTP server host")
-    SMTP_PORT: int = Field(25, ge=1, le=65535, description="a TCP port, 1 to 65535")
-    SMTP_USER: str | None = Field(None, description="SMTP user; empty = no authentication")
-    SMTP_PASSWORD: SecretStr | None = Field(None, description="SMTP password")
-    SMTP_TLS: Literal["none", "starttls", "ssl"] = Field("none", description="one of none, starttls, ssl")
-    MAIL_FROM: str = Field("OpenVLE <noreply@localhost>", description="From address of every email")
+    SMTP_HOST: str = setting("localhost", "SMTP server", "a host name or address")
+    SMTP_PORT: int = setting(25, "SMTP port", "a TCP port, 1 to 65535", ge=1, le=65535)
+    SMTP_USER: str | None = setting(None, "SMTP user; empty = no authentication", "a user name")
+    SMTP_PASSWORD: SecretStr | None = setting(None, "SMTP password", "a password")
+    SMTP_TLS: Literal["none", "starttls", "ssl"] = setting(
+        "none", "SMTP transport security", "one of none, starttls, ssl")
+    MAIL_FROM: str = setting("OpenVLE <noreply@localhost>", "From address of every email", "an address")
 
     # --- validators -------------------------------------------------------------------------------
     @field_validator("REDIS_URL")
@@ -231,6 +246,34 @@ class _Settings(BaseSettings):
 Settings = create_model("Settings", __base__=_Settings, **_queue_overrides())
 
 
+# Read by docker compose only (compose/docker-compose.yml), never by the Python processes.
+COMPOSE_ONLY: dict[str, tuple[str, str]] = {
+    "MARIADB_PASSWORD": ("openvle", "password of the `openvle` MariaDB user that compose creates"),
+    "MARIADB_ROOT_PASSWORD": ("change-me-root", "MariaDB root password that compose sets on first start"),
+}
+
+
+def env_example() -> str:
+    """The text of .env.example: every variable, its default and what it accepts."""
+    lines = [
+        "# OpenVLE Tasks: every environment variable, with its default. Copy to .env and edit.",
+        "# Empty means unset (the default applies). Generated by `openvle config --example`.",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None or isinstance(default, SecretStr):
+            shown = ""
+        else:
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+        lines.append(f"# {field.description} [{(field.json_schema_extra or {}).get('allowed')}]")
+        lines.append(f"{name}={shown}")
+    lines += ["", "# --- docker compose only ---------------------------------------------------------------"]
+    for name, (default, purpose) in COMPOSE_ONLY.items():
+        lines += [f"# {purpose}", f"{name}={default}"]
+    return "\n".join(lines) + "\n"
+
+
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
 
 
@@ -244,7 +287,7 @@ def _describe(name: str) -> str:
     if field is None:
         return "see .env.example"
     default = field.default
-    hint = field.description or "see .env.example"
+    hint = (field.json_schema_extra or {}).get("allowed", "see .env.example")
     if default is not None and not isinstance(default, SecretStr):
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         return f"{hint} (default {shown})"

@@ -36,6 +36,9 @@ def build_worker(role: str, settings: _Settings) -> Worker:
         connection=redis,
         name=worker_name(role),
         maintenance_interval=settings.WORKER_MAINTENANCE_INTERVAL,
+        # An idle worker blocks in dequeue for worker_ttl - 15 s and runs maintenance only between
+        # dequeues: tie the two, or jobs of dead workers wait up to 7 minutes (RQ's default) to be found.
+        worker_ttl=settings.WORKER_MAINTENANCE_INTERVAL + 15,
         job_monitoring_interval=settings.WORKER_JOB_MONITORING_INTERVAL,
         work_horse_killed_handler=on_horse_killed,
     )
@@ -43,7 +46,7 @@ def build_worker(role: str, settings: _Settings) -> Worker:
 
 def run(role: str, settings: _Settings) -> int:
     load_jobs()  # import every job module before forking, so each work horse starts warm
-    wait_until_current(get_engine())
+    wait_until_current(get_engine(), timeout=settings.SCHEMA_WAIT_TIMEOUT)
     worker = build_worker(role, settings)
     log.info("worker %s listening on %s", worker.name, ", ".join(ROLE_QUEUES[role]))
     worker.work(with_scheduler=True, logging_level=settings.LOG_LEVEL)

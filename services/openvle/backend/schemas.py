@@ -71,4 +71,5 @@ class DemoTaskIn(BaseModel):
     duration: float = Field(0.0, ge=0, le=3600, description="seconds the demo job works")
     fail_times: int = Field(0, ge=0, le=100, description="how many attempts fail before one succeeds")
     permanent: bool = Field(False, description="fail with a permanent error (no retry)")
+    error_message: str | None = Field(None, max_length=500, description="the text the planned failures raise")
     depends_on: list[int] = Field(default_factory=list, description="task ids that must succeed first")

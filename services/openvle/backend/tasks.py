@@ -30,7 +30,7 @@ def create_demo(body: DemoTaskIn) -> TaskOut:
         raise HTTPException(422, f"invalid request: depends_on names tasks that do not exist: {missing}")
     task = enqueue_operation(
         demo_operation(body.queue),
-        {"duration": body.duration, "fail_times": body.fail_times, "permanent": body.permanent},
+        body.model_dump(exclude={"queue", "depends_on"}, exclude_none=True),
         target="demo",
         requested_by="api",
         depends_on=body.depends_on,

