@@ -60,13 +60,13 @@ def test_no_retry_at_all_when_worker_max_retry_is_zero(settings_env):
 
 
 def test_timeouts_and_ttls_are_set_and_overridable(settings_env):
-    settings_env(QUEUE_PVE_VM_CLONE_TIMEOUT="5400", QUEUE_MAILS_RESULT_TTL="0", QUEUE_MAILS_FAILURE_TTL="3600")
+    settings_env(QUEUE_PVE_VM_CLONE_TIMEOUT="5400", QUEUE_MAILS_RESULT_TTL="120", QUEUE_MAILS_FAILURE_TTL="3600")
     clone = Job.fetch(enqueue_operation("demo.pve_vm_clone").rq_job_id, connection=_redis())
     mail = Job.fetch(enqueue_operation("demo.mails").rq_job_id, connection=_redis())
     actions = Job.fetch(enqueue_operation("demo.pve_vm_actions").rq_job_id, connection=_redis())
 
     assert clone.timeout == 5400
-    assert mail.result_ttl == 0 and mail.failure_ttl == 3600
+    assert mail.result_ttl == 120 and mail.failure_ttl == 3600
     defaults = policy("pve_vm_actions", _settings())
     assert actions.timeout == defaults.timeout and actions.result_ttl == defaults.result_ttl
     assert actions.failure_ttl == defaults.failure_ttl < 365 * 86400  # RQ's default is a year

@@ -9,10 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import update
-
-from openvle.db.engine import session_scope
-from openvle.db.models import Task, TaskLog, utcnow
+from openvle import records
+from openvle.db.engine import get_engine
 
 log = logging.getLogger("openvle.job")
 
@@ -31,11 +29,8 @@ class TaskContext:
     def progress(self, percent: int, message: str | None = None) -> None:
         """Report how far the job is (0-100) and, optionally, what it is doing."""
         percent = max(0, min(100, int(percent)))
-        values: dict = {"progress": percent, "updated_at": utcnow()}
-        if message is not None:
-            values["message"] = message[:500]
-        with session_scope() as session:
-            session.execute(update(Task).where(Task.id == self.task_id).values(**values))
+        with get_engine().begin() as conn:
+            records.set_progress(conn, self.task_id, percent, message)
         if message:
             log.info("%d%% %s", percent, message)
 
@@ -47,12 +42,5 @@ class TaskContext:
         from openvle.logs import mask
         from openvle.settings import get_settings
 
-        with session_scope() as session:
-            session.add(
-                TaskLog(
-                    task_id=self.task_id,
-                    attempt=self.attempt,
-                    level=level[:8],
-                    message=mask(message, get_settings().secrets()),
-                )
-            )
+        with get_engine().begin() as conn:
+            records.add_log(conn, self.task_id, self.attempt, level, mask(message, get_settings().secrets()))

@@ -14,10 +14,10 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
 from rq.job import Dependency
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from openvle.connections import get_redis
-from openvle.db.engine import session_scope
+from openvle.db.engine import get_engine
 from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
 from openvle.errors import QueueUnavailable
 from openvle.logs import job_context
@@ -26,6 +26,12 @@ from openvle.queues import QueuePolicy, policy
 from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.enqueue")
+
+# Built once: enqueue runs for every operation, often in bursts (an event's fan-out).
+_INSERT_TASK = insert(Task.__table__)
+_INSERT_DEPENDENCY = insert(TaskDependency.__table__)
+_PARENTS = select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(
+    Task.id.in_(bindparam("ids", expanding=True)))
 
 
 def enqueue_operation(
@@ -46,30 +52,25 @@ def enqueue_operation(
     parent_ids = sorted({p if isinstance(p, int) else p.id for p in depends_on})
     params = dict(params or {})
 
-    with session_scope() as session:
-        parents = session.execute(
-            select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(Task.id.in_(parent_ids))
-        ).all() if parent_ids else []
+    with get_engine().begin() as conn:
+        parents = conn.execute(_PARENTS, {"ids": parent_ids}).all() if parent_ids else []
         missing = set(parent_ids) - {p.id for p in parents}
         if missing:
             raise ValueError(f"depends_on names tasks that do not exist: {sorted(missing)}")
         failed = [p for p in parents if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
-        task = Task(
-            operation=operation,
-            target=target,
-            queue=op.queue,
-            params=params,
-            requested_by=requested_by,
-            max_attempts=queue_policy.max_attempts,
-            rq_job_id=uuid.uuid4().hex,
-            status=TaskStatus.CANCELLED if failed else TaskStatus.QUEUED,
+        now = utcnow()
+        values = dict(
+            operation=operation, target=target, queue=op.queue, params=params, requested_by=requested_by,
+            max_attempts=queue_policy.max_attempts, rq_job_id=uuid.uuid4().hex, status=TaskStatus.QUEUED,
+            progress=0, attempts=0, created_at=now, updated_at=now, error=None, finished_at=None,
         )
         if failed:  # RQ would defer it forever behind a failed parent
-            task.error = f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"
-            task.finished_at = utcnow()
-        session.add(task)
-        session.flush()
-        session.add_all(TaskDependency(task_id=task.id, depends_on_id=pid) for pid in parent_ids)
+            values.update(status=TaskStatus.CANCELLED, finished_at=now, error=(
+                f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"))
+        task_id = conn.execute(_INSERT_TASK, values).inserted_primary_key[0]
+        if parent_ids:
+            conn.execute(_INSERT_DEPENDENCY, [{"task_id": task_id, "depends_on_id": p} for p in parent_ids])
+    task = Task(id=task_id, **values)  # detached: callers read it, nobody writes through it
 
     if task.status == TaskStatus.QUEUED:
         waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]

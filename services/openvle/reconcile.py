@@ -16,14 +16,15 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from sqlalchemy import select, update
 
+from openvle import records
 from openvle.connections import get_redis
-from openvle.db.engine import session_scope
+from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
 from openvle.enqueue import enqueue_job
 from openvle.logs import job_context
 from openvle.queues import QUEUE_NAMES, policy
 from openvle.settings import get_settings
-from openvle.tracking import _cancel_jobs, cancel_dependents, record_lost_attempt
+from openvle.tracking import cancel_jobs, record_lost_attempt
 
 log = logging.getLogger("openvle.reconcile")
 
@@ -81,7 +82,7 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
         record_lost_attempt(task.id, _rq_failure(job), final=True, queue=task.queue)
         report.failed.append(task.id)
     elif status == JobStatus.FINISHED:
-        _mark(task.id, TaskStatus.SUCCESS, None, progress=100)
+        _mark(task.id, TaskStatus.SUCCESS, progress=100)
         log.warning("RQ finished the job but the Task was never closed; marked success")
         report.succeeded.append(task.id)
     elif status in (JobStatus.CANCELED, JobStatus.STOPPED):
@@ -129,7 +130,7 @@ def _recreate_job(task: Task, report: Report) -> None:
         return
     waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
     enqueue_job(task, queue_policy, waiting_on, retries_left=queue_policy.max_attempts - max(used, 1))
-    _mark(task.id, TaskStatus.QUEUED, None)
+    _mark(task.id, TaskStatus.QUEUED)
     log.warning("job was missing from Redis; queued again (%d attempt(s) used)", used)
     report.requeued.append(task.id)
 
@@ -147,19 +148,13 @@ def _check_parents(task: Task, report: Report) -> None:
 
 
 def _cancel(task_id: int, reason: str) -> None:
-    with session_scope() as session:
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.status.in_(TaskStatus.ACTIVE))
-            .values(status=TaskStatus.CANCELLED, error=f"cancelled: {reason}", finished_at=utcnow())
-        )
-        job_ids = cancel_dependents(session, task_id, reason)
-        job_ids.append(session.execute(select(Task.rq_job_id).where(Task.id == task_id)).scalar_one())
-    _cancel_jobs(job_ids)
+    with get_engine().begin() as conn:
+        job_ids = records.record_cancelled(conn, task_id, f"cancelled: {reason}")
+    cancel_jobs(job_ids)
     log.warning("cancelled: %s", reason)
 
 
-def _mark(task_id: int, status: str, error: str | None, progress: int | None = None) -> None:
+def _mark(task_id: int, status: str, progress: int | None = None) -> None:
     values: dict = {"status": status, "updated_at": utcnow()}
     if status in TaskStatus.FINAL:
         values["finished_at"] = utcnow()

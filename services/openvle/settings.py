@@ -37,7 +37,7 @@ def _queue_overrides() -> dict[str, Any]:
         fields[f"QUEUE_{upper}_RESULT_TTL"] = (
             int | None,
             setting(None, f"seconds a finished {name} job stays in Redis; empty = the table's value",
-                    "seconds, >= 0", ge=0),
+                    "seconds, >= 60 (the worker reads each outcome from it)", ge=60),
         )
         fields[f"QUEUE_{upper}_FAILURE_TTL"] = (
             int | None,

@@ -13,18 +13,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from rq import get_current_job
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from rq.job import Job, JobStatus
+from sqlalchemy import Connection, select
 
+from openvle import records
 from openvle.connections import get_redis
 from openvle.context import TaskContext
-from openvle.db.engine import session_scope
-from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
+from openvle.db.engine import get_engine
+from openvle.db.models import Task, TaskStatus
 from openvle.errors import PermanentError
 from openvle.logs import job_context, mask
 from openvle.operations import get_operation
@@ -32,8 +34,6 @@ from openvle.queues import policy
 from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.tracking")
-
-LOST_ATTEMPT = "attempt lost: the worker running it stopped before it finished"
 
 
 def describe(exc: BaseException) -> str:
@@ -46,17 +46,25 @@ def describe(exc: BaseException) -> str:
 
 # --- the job function -------------------------------------------------------------------------------
 
+# Attempts the worker process opened before forking the horse that runs them: job id -> attempt
+# number (SKIP when the Task is already over). The horse inherits this dict through fork().
+_opened_by_worker: dict[str, int] = {}
+SKIP = 0
+
 
 def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
     """Run one attempt of a Task. RQ calls this; nothing else should."""
     job = get_current_job()
     queue = job.origin if job else get_operation(operation).queue
     max_attempts = policy(queue, get_settings()).max_attempts
-    worker = os.environ.get("RQ_WORKER_ID") or (job.worker_name if job else None)
 
-    with session_scope() as session:
-        attempt = _begin_attempt(session, task_id, worker)
-    if attempt is None:
+    attempt = _opened_by_worker.get(job.id) if job else None
+    worker_closes = attempt is not None  # the worker records success after the horse exits
+    if attempt is None:  # run outside TrackingWorker, or the worker could not reach the DB
+        worker = os.environ.get("RQ_WORKER_ID") or (job.worker_name if job else None)
+        with get_engine().begin() as conn:
+            attempt = records.begin_attempt(conn, task_id, worker) or SKIP
+    if attempt == SKIP:
         log.info("task %s is no longer active; attempt skipped", task_id)
         return None
 
@@ -70,47 +78,46 @@ def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
         except BaseException as exc:  # timeouts and shutdowns count as failed attempts too
             _fail_attempt(job, task_id, attempt, queue, exc, time.monotonic() - started)
             raise
-        _succeed(task_id, attempt, result)
+        if not worker_closes:
+            with get_engine().begin() as conn:
+                records.record_success(conn, task_id, attempt, result)
         log.info("%s succeeded in %.2fs", operation, time.monotonic() - started)
         return result
 
 
-def _begin_attempt(session: Session, task_id: int, worker: str | None) -> int | None:
-    status = session.execute(select(Task.status).where(Task.id == task_id)).scalar_one_or_none()
-    if status is None or status in TaskStatus.FINAL:
-        return None
-    last = session.execute(
-        select(SubTask).where(SubTask.task_id == task_id).order_by(SubTask.attempt.desc()).limit(1)
-    ).scalar_one_or_none()
-    now = utcnow()
-    if last is not None and last.status == AttemptStatus.PROCESSING:
-        # The previous attempt died without anyone recording it; say so before starting anew.
-        last.status, last.error, last.finished_at = AttemptStatus.ERROR, LOST_ATTEMPT, now
-    attempt = (last.attempt if last else 0) + 1
-    session.add(SubTask(task_id=task_id, attempt=attempt, worker=worker, started_at=now))
-    session.execute(
-        update(Task)
-        .where(Task.id == task_id)
-        .values(status=TaskStatus.PROCESSING, attempts=attempt, next_attempt_at=None, updated_at=now,
-                started_at=Task.started_at if last else now)
-    )
-    return attempt
+def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+    """In the worker process, before forking: open the attempt on the worker's warm connection.
+
+    A fresh horse pays for a new DB connection and for touching SQLAlchemy's memory after fork;
+    the long-lived worker does not, so the hot path (open, and close on success) stays there.
+    """
+    task_id = task_id_of(job)
+    if task_id is None:
+        return
+    try:
+        with transaction() as conn:
+            _opened_by_worker[job.id] = records.begin_attempt(conn, task_id, worker_name) or SKIP
+    except Exception:  # the horse will try again itself
+        log.exception("could not open the attempt of task %s in the worker", task_id)
 
 
-def _succeed(task_id: int, attempt: int, result: Any) -> None:
-    now = utcnow()
-    with session_scope() as session:
-        session.execute(
-            update(SubTask)
-            .where(SubTask.task_id == task_id, SubTask.attempt == attempt)
-            .values(status=AttemptStatus.SUCCESS, finished_at=now)
-        )
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id)
-            .values(status=TaskStatus.SUCCESS, progress=100, result=_jsonable(result), finished_at=now,
-                    updated_at=now)
-        )
+def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+    """In the worker process, after the horse exited: record a success it left to us.
+
+    Failures were recorded by the horse (only it has the exception), lost horses by on_horse_killed.
+    """
+    attempt = _opened_by_worker.pop(job.id, None)
+    task_id = task_id_of(job)
+    if not attempt or task_id is None:
+        return
+    try:
+        if job.get_status(refresh=True) != JobStatus.FINISHED:
+            return
+        result = job.return_value(refresh=True)
+        with transaction() as conn:
+            records.record_success(conn, task_id, attempt, result)
+    except Exception:  # the reconciler closes it from RQ's record later
+        log.exception("could not record the success of task %s", task_id)
 
 
 def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: BaseException, took: float) -> None:
@@ -121,66 +128,36 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
     final = permanent or job is None or not job.retries_left
     wait = None if final else policy(queue, get_settings()).wait_after(attempt)
     try:
-        with session_scope() as session:
-            session.execute(
-                update(SubTask)
-                .where(SubTask.task_id == task_id, SubTask.attempt == attempt)
-                .values(status=AttemptStatus.ERROR, error=message, finished_at=utcnow())
-            )
-            cancelled = _close_task(session, task_id, message, final, wait)
+        with get_engine().begin() as conn:
+            cancelled = records.record_failure(conn, task_id, attempt, message, final, wait)
     except Exception:  # the DB is down too: RQ still retries, the reconciler repairs the record
         log.exception("could not record the failed attempt of task %s", task_id)
         return
     if final:
         kind = "permanent error" if permanent else "no retries left"
         log.error("failed for good after %.2fs (%s): %s", took, kind, message)
-        _cancel_jobs(cancelled)
+        cancel_jobs(cancelled)
     else:
         log.warning("failed after %.2fs: %s; next attempt in %ss", took, message, wait)
 
 
-def _close_task(session: Session, task_id: int, message: str, final: bool, wait: int | None) -> list[str]:
-    """Record a failed attempt on the Task; when final, cancel its dependents. Returns their job ids."""
-    now = utcnow()
-    if final:
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id)
-            .values(status=TaskStatus.ERROR, error=message, finished_at=now, updated_at=now, next_attempt_at=None)
-        )
-        return cancel_dependents(session, task_id, message)
-    next_at = now + _seconds(wait or 0)
-    session.execute(
-        update(Task)
-        .where(Task.id == task_id)
-        .values(status=TaskStatus.QUEUED, error=message, next_attempt_at=next_at, updated_at=now)
-    )
-    return []
-
-
 def record_lost_attempt(task_id: int, reason: str, final: bool, queue: str) -> None:
     """An attempt ended without our code seeing it (worker killed, horse died, job abandoned)."""
-    with session_scope() as session:
-        task = session.get(Task, task_id)
-        if task is None or task.status in TaskStatus.FINAL:
+    with get_engine().begin() as conn:
+        row = conn.execute(select(Task.status, Task.attempts).where(Task.id == task_id)).first()
+        if row is None or row.status in TaskStatus.FINAL:
             return
-        now = utcnow()
-        session.execute(
-            update(SubTask)
-            .where(SubTask.task_id == task_id, SubTask.status == AttemptStatus.PROCESSING)
-            .values(status=AttemptStatus.ERROR, error=reason, finished_at=now)
-        )
-        wait = None if final else policy(queue, get_settings()).wait_after(max(task.attempts, 1))
-        cancelled = _close_task(session, task_id, reason, final, wait)
+        wait = None if final else policy(queue, get_settings()).wait_after(max(row.attempts, 1))
+        cancelled = records.record_failure(conn, task_id, None, reason, final, wait)
     with job_context(queue=queue, task_id=task_id):
         log.error("%s (%s)", reason, "failed for good" if final else f"next attempt in {wait}s")
-    _cancel_jobs(cancelled)
+    cancel_jobs(cancelled)
 
 
 # --- RQ hooks: attempts that end without an exception in `execute` ------------------------------------
 
 
-def _task_id(job: Job) -> int | None:
+def task_id_of(job: Job) -> int | None:
     task_id = (job.meta or {}).get("task_id")
     return int(task_id) if task_id is not None else None
 
@@ -190,7 +167,7 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, traceback) -> None
     handles the job RQ's StartedJobRegistry cleanup finds abandoned (its worker died)."""
     if exc_type is None or not issubclass(exc_type, AbandonedJobError):
         return
-    task_id = _task_id(job)
+    task_id = task_id_of(job)
     if task_id is not None:
         record_lost_attempt(
             task_id,
@@ -202,29 +179,17 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, traceback) -> None
 
 def on_job_stopped(job: Job, connection) -> None:
     """RQ's on_stopped callback (`rq` stop-job command): the Task is cancelled, not retried."""
-    task_id = _task_id(job)
+    task_id = task_id_of(job)
     if task_id is None:
         return
-    reason = "stopped by an operator"
-    with session_scope() as session:
-        now = utcnow()
-        session.execute(
-            update(SubTask)
-            .where(SubTask.task_id == task_id, SubTask.status == AttemptStatus.PROCESSING)
-            .values(status=AttemptStatus.ERROR, error=reason, finished_at=now)
-        )
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.status.in_(TaskStatus.ACTIVE))
-            .values(status=TaskStatus.CANCELLED, error=reason, finished_at=now, updated_at=now)
-        )
-        cancelled = cancel_dependents(session, task_id, reason)
-    _cancel_jobs(cancelled)
+    with get_engine().begin() as conn:
+        cancelled = records.record_cancelled(conn, task_id, "stopped by an operator")
+    cancel_jobs(cancelled[1:])  # its own job is already stopped
 
 
 def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
     """The worker's work_horse_killed_handler: the job's process died (signal, OOM kill)."""
-    task_id = _task_id(job)
+    task_id = task_id_of(job)
     if task_id is None:
         return
     detail = f"signal {os.WTERMSIG(ret_val)}" if os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
@@ -239,31 +204,7 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
 # --- dependents ---------------------------------------------------------------------------------------
 
 
-def cancel_dependents(session: Session, task_id: int, cause: str) -> list[str]:
-    """Cancel every active Task that (transitively) depends on `task_id`; return their RQ job ids."""
-    root = session.execute(select(Task.operation).where(Task.id == task_id)).scalar_one()
-    reason = f"cancelled: task {task_id} ({root}) it depends on failed: {cause}"[:4000]
-    job_ids: list[str] = []
-    frontier = [task_id]
-    now = utcnow()
-    while frontier:
-        rows = session.execute(
-            select(Task.id, Task.rq_job_id)
-            .join(TaskDependency, TaskDependency.task_id == Task.id)
-            .where(TaskDependency.depends_on_id.in_(frontier), Task.status.in_(TaskStatus.ACTIVE))
-        ).all()
-        frontier = [row.id for row in rows]
-        if frontier:
-            session.execute(
-                update(Task)
-                .where(Task.id.in_(frontier))
-                .values(status=TaskStatus.CANCELLED, error=reason, finished_at=now, updated_at=now)
-            )
-            job_ids += [row.rq_job_id for row in rows]
-    return job_ids
-
-
-def _cancel_jobs(job_ids: list[str]) -> None:
+def cancel_jobs(job_ids: list[str]) -> None:
     """Cancel deferred RQ jobs so they leave the deferred registry instead of waiting forever."""
     if not job_ids:
         return
@@ -274,22 +215,3 @@ def _cancel_jobs(job_ids: list[str]) -> None:
         except (NoSuchJobError, InvalidJobOperation):
             pass
     log.warning("cancelled %d dependent job(s)", len(job_ids))
-
-
-# --- helpers ------------------------------------------------------------------------------------------
-
-
-def _seconds(value: int):
-    import datetime as dt
-
-    return dt.timedelta(seconds=value)
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value

@@ -7,19 +7,25 @@ current job finishes, then the worker exits 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rq import Queue, Worker
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
+from openvle import records, tracking
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
 from openvle.operations import load_jobs
 from openvle.queues import ROLE_QUEUES
 from openvle.settings import _Settings
-from openvle.tracking import on_horse_killed
 
 log = logging.getLogger("openvle.worker")
 
@@ -29,9 +35,67 @@ def worker_name(role: str) -> str:
     return f"{role}@{socket.gethostname()}.{os.getpid()}"
 
 
+class HeldConnection:
+    """The one DB connection a worker keeps for its bookkeeping: no pool checkout, ping or reset per job.
+
+    Work horses never touch it (they use the engine's pool, which is renewed after each fork).
+    """
+
+    IDLE_CHECK = 60  # seconds idle after which the server may have dropped us (wait_timeout)
+
+    def __init__(self) -> None:
+        self._conn: Connection | None = None
+        self._used = 0.0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if self._conn is not None and time.monotonic() - self._used > self.IDLE_CHECK:
+            self._drop_if_dead()
+        if self._conn is None:
+            self._conn = get_engine().connect()
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except DBAPIError:
+            self.close()  # reconnect next time rather than reuse a connection in an unknown state
+            raise
+        finally:
+            self._used = time.monotonic()
+
+    def _drop_if_dead(self) -> None:
+        try:
+            self._conn.exec_driver_sql("SELECT 1")
+            self._conn.rollback()
+        except DBAPIError:
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except DBAPIError:
+                pass
+            self._conn = None
+
+
+class TrackingWorker(Worker):
+    """RQ's fork worker, opening each Task attempt before the fork and closing successes after it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bookkeeping = HeldConnection()
+
+    def execute_job(self, job, queue):
+        tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            tracking.close_attempt(job, self.bookkeeping.transaction)
+
+
 def build_worker(role: str, settings: _Settings) -> Worker:
     redis = get_redis()
-    return Worker(
+    return TrackingWorker(
         [Queue(name, connection=redis) for name in ROLE_QUEUES[role]],
         connection=redis,
         name=worker_name(role),
@@ -40,13 +104,15 @@ def build_worker(role: str, settings: _Settings) -> Worker:
         # dequeues: tie the two, or jobs of dead workers wait up to 7 minutes (RQ's default) to be found.
         worker_ttl=settings.WORKER_MAINTENANCE_INTERVAL + 15,
         job_monitoring_interval=settings.WORKER_JOB_MONITORING_INTERVAL,
-        work_horse_killed_handler=on_horse_killed,
+        work_horse_killed_handler=tracking.on_horse_killed,
     )
 
 
 def run(role: str, settings: _Settings) -> int:
     load_jobs()  # import every job module before forking, so each work horse starts warm
     wait_until_current(get_engine(), timeout=settings.SCHEMA_WAIT_TIMEOUT)
+    records.warm_up()  # compile the bookkeeping statements once, before any horse forks
+    gc.freeze()  # keep the collector from touching (and so copying) the worker's memory in each horse
     worker = build_worker(role, settings)
     log.info("worker %s listening on %s", worker.name, ", ".join(ROLE_QUEUES[role]))
     worker.work(with_scheduler=True, logging_level=settings.LOG_LEVEL)

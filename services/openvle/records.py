@@ -1,0 +1,189 @@
+"""The writes that keep Task and SubTask rows true, as SQLAlchemy Core on one Connection.
+
+These run in every work horse, around every job, so they are kept to a few plain statements.
+RQ forks a fresh horse per job and SQLAlchemy caches compiled statements per process: `warm_up()`
+runs every one of them once in the worker before it forks, so horses inherit them compiled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from openvle.db.engine import get_engine
+from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskLog, TaskStatus, utcnow
+
+tasks = Task.__table__
+subtasks = SubTask.__table__
+deps = TaskDependency.__table__
+task_logs = TaskLog.__table__
+
+LOST_ATTEMPT = "attempt lost: the worker running it stopped before it finished"
+
+
+# The hot path (open an attempt, close it with success) runs for every job: its statements are
+# built once, with bind parameters, so each call only binds values and executes.
+_LAST_ATTEMPT = (
+    select(tasks.c.status, subtasks.c.attempt, subtasks.c.status.label("last_status"))
+    .select_from(tasks.outerjoin(subtasks, subtasks.c.task_id == tasks.c.id))
+    .where(tasks.c.id == bindparam("tid"))
+    .order_by(subtasks.c.attempt.desc())
+    .limit(1)
+)
+_THIS_ATTEMPT = (subtasks.c.task_id == bindparam("tid")) & (subtasks.c.attempt == bindparam("att"))
+_MARK_LOST = update(subtasks).where(_THIS_ATTEMPT).values(
+    status=AttemptStatus.ERROR, error=LOST_ATTEMPT, finished_at=bindparam("now"))
+_INSERT_ATTEMPT = insert(subtasks).values(
+    task_id=bindparam("tid"), attempt=bindparam("att"), worker=bindparam("worker"), started_at=bindparam("now"),
+    status=AttemptStatus.PROCESSING)
+_TASK_PROCESSING = dict(status=TaskStatus.PROCESSING, attempts=bindparam("att"), next_attempt_at=None,
+                        updated_at=bindparam("now"))
+_FIRST_PROCESSING = update(tasks).where(tasks.c.id == bindparam("tid")).values(
+    **_TASK_PROCESSING, started_at=bindparam("now"))
+_NEXT_PROCESSING = update(tasks).where(tasks.c.id == bindparam("tid")).values(**_TASK_PROCESSING)
+_ATTEMPT_SUCCESS = update(subtasks).where(_THIS_ATTEMPT).values(
+    status=AttemptStatus.SUCCESS, finished_at=bindparam("now"))
+_TASK_SUCCESS = update(tasks).where(tasks.c.id == bindparam("tid")).values(
+    status=TaskStatus.SUCCESS, progress=100, result=bindparam("result", type_=tasks.c.result.type),
+    finished_at=bindparam("now"), updated_at=bindparam("now"))
+
+
+def begin_attempt(conn: Connection, task_id: int, worker: str | None) -> int | None:
+    """Open the next attempt of an active Task and return its number; None if the Task is over."""
+    row = conn.execute(_LAST_ATTEMPT, {"tid": task_id}).first()
+    if row is None or row.status in TaskStatus.FINAL:
+        return None
+    now = utcnow()
+    last = row.attempt or 0
+    if row.last_status == AttemptStatus.PROCESSING:
+        # The previous attempt died without anyone recording it; say so before starting anew.
+        conn.execute(_MARK_LOST, {"tid": task_id, "att": last, "now": now})
+    attempt = last + 1
+    values = {"tid": task_id, "att": attempt, "now": now, "worker": worker}
+    conn.execute(_INSERT_ATTEMPT, values)
+    conn.execute(_FIRST_PROCESSING if attempt == 1 else _NEXT_PROCESSING, values)
+    return attempt
+
+
+def record_success(conn: Connection, task_id: int, attempt: int, result: Any) -> None:
+    values = {"tid": task_id, "att": attempt, "now": utcnow(), "result": _jsonable(result)}
+    conn.execute(_ATTEMPT_SUCCESS, values)
+    conn.execute(_TASK_SUCCESS, values)
+
+
+def record_failure(
+    conn: Connection, task_id: int, attempt: int | None, message: str, final: bool, wait: int | None
+) -> list[str]:
+    """Close the failed attempt (or every open one when `attempt` is None) and update the Task.
+
+    When `final`, the Task is in error and its dependents are cancelled: returns their RQ job ids.
+    """
+    now = utcnow()
+    which = subtasks.c.attempt == attempt if attempt is not None else subtasks.c.status == AttemptStatus.PROCESSING
+    conn.execute(
+        update(subtasks)
+        .where(subtasks.c.task_id == task_id, which)
+        .values(status=AttemptStatus.ERROR, error=message, finished_at=now)
+    )
+    if final:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id)
+            .values(status=TaskStatus.ERROR, error=message, finished_at=now, updated_at=now, next_attempt_at=None)
+        )
+        return cancel_dependents(conn, task_id, message)
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(status=TaskStatus.QUEUED, error=message, updated_at=now,
+                next_attempt_at=now + dt.timedelta(seconds=wait or 0))
+    )
+    return []
+
+
+def record_cancelled(conn: Connection, task_id: int, reason: str) -> list[str]:
+    """Cancel an active Task (closing any open attempt) and its dependents; returns all their job ids."""
+    now = utcnow()
+    conn.execute(
+        update(subtasks)
+        .where(subtasks.c.task_id == task_id, subtasks.c.status == AttemptStatus.PROCESSING)
+        .values(status=AttemptStatus.ERROR, error=reason, finished_at=now)
+    )
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.status.in_(TaskStatus.ACTIVE))
+        .values(status=TaskStatus.CANCELLED, error=reason, finished_at=now, updated_at=now)
+    )
+    own = conn.execute(select(tasks.c.rq_job_id).where(tasks.c.id == task_id)).scalar_one()
+    return [own, *cancel_dependents(conn, task_id, reason)]
+
+
+def cancel_dependents(conn: Connection, task_id: int, cause: str) -> list[str]:
+    """Cancel every active Task that (transitively) depends on `task_id`; return their RQ job ids."""
+    root = conn.execute(select(tasks.c.operation).where(tasks.c.id == task_id)).scalar_one()
+    reason = f"cancelled: task {task_id} ({root}) it depends on failed: {cause}"[:4000]
+    job_ids: list[str] = []
+    frontier = [task_id]
+    now = utcnow()
+    while frontier:
+        rows = conn.execute(
+            select(tasks.c.id, tasks.c.rq_job_id)
+            .select_from(tasks.join(deps, deps.c.task_id == tasks.c.id))
+            .where(deps.c.depends_on_id.in_(frontier), tasks.c.status.in_(TaskStatus.ACTIVE))
+        ).all()
+        frontier = [row.id for row in rows]
+        if frontier:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(frontier))
+                .values(status=TaskStatus.CANCELLED, error=reason, finished_at=now, updated_at=now)
+            )
+            job_ids += [row.rq_job_id for row in rows]
+    return job_ids
+
+
+def set_progress(conn: Connection, task_id: int, percent: int, message: str | None) -> None:
+    values: dict[str, Any] = {"progress": percent, "updated_at": utcnow()}
+    if message is not None:
+        values["message"] = message[:500]
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values))
+
+
+def add_log(conn: Connection, task_id: int, attempt: int, level: str, message: str) -> None:
+    conn.execute(insert(task_logs).values(task_id=task_id, attempt=attempt, level=level[:8], message=message,
+                                          created_at=utcnow()))
+
+
+def warm_up() -> None:
+    """Run every statement above once, in a transaction that is rolled back (see module doc)."""
+    with get_engine().connect() as conn:
+        transaction = conn.begin()
+        try:
+            task_id = conn.execute(
+                insert(tasks).values(operation="warm-up", queue="core_periodic", params={}, status="queued",
+                                     progress=0, attempts=0, max_attempts=1, rq_job_id=uuid.uuid4().hex,
+                                     created_at=utcnow(), updated_at=utcnow())
+            ).inserted_primary_key[0]
+            begin_attempt(conn, task_id, "warm-up")
+            set_progress(conn, task_id, 50, "warm-up")
+            set_progress(conn, task_id, 60, None)
+            add_log(conn, task_id, 1, "info", "warm-up")
+            record_failure(conn, task_id, 1, "warm-up", final=False, wait=1)
+            begin_attempt(conn, task_id, "warm-up")
+            record_success(conn, task_id, 2, None)
+            record_failure(conn, task_id, None, "warm-up", final=True, wait=None)
+            record_cancelled(conn, task_id, "warm-up")
+        finally:
+            transaction.rollback()
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
