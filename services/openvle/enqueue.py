@@ -108,7 +108,7 @@ def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str]
         depends_on=Dependency(jobs=list(waiting_on)) if waiting_on else None,
         on_failure=Callback(on_job_failure),
         on_stopped=Callback(on_job_stopped),
-        meta={"task_id": task.id},
+        meta={"task_id": task.id, "first_attempt": queue_policy.max_attempts - retries},
     )
     with job_context(queue=queue_policy.name, job_id=job.id, task_id=task.id):
         log.info("queued %s%s", task.operation, f" after {len(waiting_on)} task(s)" if waiting_on else "")

@@ -129,7 +129,7 @@ def _recreate_job(task: Task, report: Report) -> None:
         report.cancelled.append(task.id)
         return
     waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
-    enqueue_job(task, queue_policy, waiting_on, retries_left=queue_policy.max_attempts - max(used, 1))
+    enqueue_job(task, queue_policy, waiting_on, retries_left=queue_policy.max_attempts - used - 1)
     _mark(task.id, TaskStatus.QUEUED)
     log.warning("job was missing from Redis; queued again (%d attempt(s) used)", used)
     report.requeued.append(task.id)

@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from openvle.db.engine import get_engine
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskLog, TaskStatus, utcnow
@@ -67,6 +67,28 @@ def begin_attempt(conn: Connection, task_id: int, worker: str | None) -> int | N
     conn.execute(_INSERT_ATTEMPT, values)
     conn.execute(_FIRST_PROCESSING if attempt == 1 else _NEXT_PROCESSING, values)
     return attempt
+
+
+_CLAIM_TASK = update(tasks).where(tasks.c.id == bindparam("tid"), tasks.c.status.in_(TaskStatus.ACTIVE)).values(
+    **_TASK_PROCESSING, started_at=func.coalesce(tasks.c.started_at, bindparam("now")))
+_MARK_ALL_LOST = update(subtasks).where(
+    subtasks.c.task_id == bindparam("tid"), subtasks.c.status == AttemptStatus.PROCESSING
+).values(status=AttemptStatus.ERROR, error=LOST_ATTEMPT, finished_at=bindparam("now"))
+
+
+def begin_known_attempt(conn: Connection, task_id: int, attempt: int, worker: str | None) -> bool:
+    """Open attempt number `attempt` (known from RQ's retry count) without reading first.
+
+    Returns False when the Task is over. Raises IntegrityError when that attempt already exists
+    (a job requeued by hand): the caller then falls back to `begin_attempt`.
+    """
+    values = {"tid": task_id, "att": attempt, "now": utcnow(), "worker": worker}
+    if conn.execute(_CLAIM_TASK, values).rowcount == 0:
+        return False
+    if attempt > 1:  # an earlier attempt may have died unrecorded
+        conn.execute(_MARK_ALL_LOST, values)
+    conn.execute(_INSERT_ATTEMPT, values)
+    return True
 
 
 def record_success(conn: Connection, task_id: int, attempt: int, result: Any) -> None:
@@ -175,6 +197,8 @@ def warm_up() -> None:
             record_failure(conn, task_id, 1, "warm-up", final=False, wait=1)
             begin_attempt(conn, task_id, "warm-up")
             record_success(conn, task_id, 2, None)
+            conn.execute(update(tasks).where(tasks.c.id == task_id).values(status="queued"))
+            begin_known_attempt(conn, task_id, 3, "warm-up")
             record_failure(conn, task_id, None, "warm-up", final=True, wait=None)
             record_cancelled(conn, task_id, "warm-up")
         finally:

@@ -21,6 +21,7 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 
 from openvle import records
 from openvle.connections import get_redis
@@ -95,10 +96,21 @@ def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractC
     if task_id is None:
         return
     try:
-        with transaction() as conn:
-            _opened_by_worker[job.id] = records.begin_attempt(conn, task_id, worker_name) or SKIP
+        try:
+            with transaction() as conn:
+                opened = records.begin_known_attempt(conn, task_id, attempt_of(job), worker_name)
+            _opened_by_worker[job.id] = attempt_of(job) if opened else SKIP
+        except IntegrityError:  # requeued by hand: RQ's count no longer matches ours
+            with transaction() as conn:
+                _opened_by_worker[job.id] = records.begin_attempt(conn, task_id, worker_name) or SKIP
     except Exception:  # the horse will try again itself
         log.exception("could not open the attempt of task %s in the worker", task_id)
+
+
+def attempt_of(job: Job) -> int:
+    """The attempt RQ is about to run: the job's first attempt number plus the retries it used."""
+    planned = len(job.retry_intervals or [])
+    return int((job.meta or {}).get("first_attempt", 1)) + planned - (job.retries_left or 0)
 
 
 def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
