@@ -147,10 +147,12 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
         return
     if final:
         kind = "permanent error" if permanent else "no retries left"
-        log.error("failed for good after %.2fs (%s): %s", took, kind, message)
+        # A permanent error is an expected answer; anything else gets its traceback for debugging.
+        log.error("failed for good after %.2fs (%s): %s", took, kind, message, exc_info=None if permanent else exc)
         cancel_jobs(cancelled)
     else:
         log.warning("failed after %.2fs: %s; next attempt in %ss", took, message, wait)
+        log.debug("traceback of the failed attempt", exc_info=exc)
 
 
 def record_lost_attempt(task_id: int, reason: str, final: bool, queue: str) -> None:

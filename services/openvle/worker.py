@@ -85,6 +85,16 @@ class TrackingWorker(Worker):
         super().__init__(*args, **kwargs)
         self.bookkeeping = HeldConnection()
 
+    def handle_exception(self, job, *exc_info):
+        """RQ logs every failed attempt with its traceback at ERROR; `execute` already logged a
+        Task's failure in one line (traceback included when it failed for good), so for Tasks only
+        the exception handlers run."""
+        if tracking.task_id_of(job) is None:
+            return super().handle_exception(job, *exc_info)
+        for handler in self._exc_handlers:
+            if handler(job, *exc_info) is False:
+                break
+
     def execute_job(self, job, queue):
         tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
         try:
