@@ -147,3 +147,15 @@ def test_reconcile_leaves_healthy_tasks_alone(clean):
     assert report.checked == 1
     assert not (report.requeued or report.failed or report.cancelled or report.lost_attempts)
     assert load_task(queued.id).status == "queued"
+
+
+def test_reconcile_leaves_a_waiting_task_alone(start_role, clean):
+    worker = start_role("worker")
+    task = enqueue_operation("demo.mails", {"wait_checks": 4})
+    wait_for(lambda: load_task(task.id).progress >= 25, 15, "the task to wait", worker)
+
+    report = reconcile(grace_seconds=0)
+
+    assert report.lost_attempts == [] and report.failed == []
+    done = wait_for(lambda: settled(task.id), 20, "the task", worker)
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]

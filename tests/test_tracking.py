@@ -24,7 +24,7 @@ def test_fails_twice_then_succeeds_with_the_queue_intervals(start_role, clean):
 
     assert done.status == "success", done.error
     assert done.progress == 100
-    assert done.result == {"attempt": 3, "slept": 0.2}
+    assert done.result == {"attempt": 3, "slept": 0.2, "checks": 0}
     attempts = done.subtasks
     assert [(s.attempt, s.status) for s in attempts] == [(1, "error"), (2, "error"), (3, "success")]
     assert attempts[0].error == "RuntimeError: demo: planned failure 1 of 2"
@@ -106,3 +106,17 @@ def test_progress_and_log_lines_are_kept_with_the_task(start_role, clean):
     assert done.logs[0].attempt == 1 and done.logs[0].level == "info"
     assert f"task={task.id} attempt=1/6" in worker.output
     assert f"queue=guacamole job={task.rq_job_id}" in worker.output
+
+
+def test_a_waiting_job_keeps_its_attempt_and_frees_the_worker(start_role, clean):
+    worker = start_role("worker-vm-clone")  # one worker, one queue: nothing else can run it
+    waiting = enqueue_operation("demo.pve_vm_clone", {"wait_checks": 3})
+    quick = enqueue_operation("demo.pve_vm_clone", {})
+
+    done = wait_for(lambda: settled(waiting.id), 30, "the waiting task", worker)
+
+    assert done.status == "success" and done.result["checks"] == 3
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]  # waits are not attempts
+    other = load_task(quick.id)
+    assert other.status == "success" and other.finished_at < done.finished_at
+    assert done.attempts == 1

@@ -16,15 +16,29 @@ log = logging.getLogger("openvle.job")
 
 
 @dataclass(frozen=True)
+class CheckBack:
+    """Returned by a job that is waiting on something outside (a Proxmox task, a free clone slot):
+    the same attempt is called again after `seconds`, and the worker runs other jobs meanwhile."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class TaskContext:
     task_id: int
     attempt: int
     max_attempts: int
     queue: str
+    checks: int = 0  # how many times this attempt was already called back (CheckBack)
 
     @property
     def is_last_attempt(self) -> bool:
         return self.attempt >= self.max_attempts
+
+    def check_back(self, seconds: float, reason: str) -> CheckBack:
+        """`return ctx.check_back(5, "clone running")`: run this attempt again in `seconds`."""
+        return CheckBack(seconds, reason)
 
     def progress(self, percent: int, message: str | None = None) -> None:
         """Report how far the job is (0-100) and, optionally, what it is doing."""

@@ -24,7 +24,7 @@ from openvle.enqueue import enqueue_job
 from openvle.logs import job_context
 from openvle.queues import QUEUE_NAMES, policy
 from openvle.settings import get_settings
-from openvle.tracking import cancel_jobs, record_lost_attempt
+from openvle.tracking import cancel_jobs, continuing_attempt, record_lost_attempt
 
 log = logging.getLogger("openvle.reconcile")
 
@@ -90,7 +90,11 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
         report.cancelled.append(task.id)
     elif status == JobStatus.DEFERRED:
         _check_parents(task, report)
-    elif status in (JobStatus.QUEUED, JobStatus.SCHEDULED) and task.status == TaskStatus.PROCESSING:
+    elif (
+        status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
+        and task.status == TaskStatus.PROCESSING
+        and continuing_attempt(job) != task.attempts  # not a job waiting on purpose (CheckBack)
+    ):
         # RQ already retried an attempt whose end nobody recorded.
         with session_scope() as session:
             session.execute(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from rq import get_current_job
+from rq import Retry, get_current_job
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import Connection, select
@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from openvle import records
 from openvle.connections import get_redis
-from openvle.context import TaskContext
+from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import get_engine
 from openvle.db.models import Task, TaskStatus
 from openvle.errors import PermanentError
@@ -51,6 +51,7 @@ def describe(exc: BaseException) -> str:
 # number (SKIP when the Task is already over). The horse inherits this dict through fork().
 _opened_by_worker: dict[str, int] = {}
 SKIP = 0
+MAX_CHECKS = 10**9  # a waiting job is bounded by its own deadline, not by a count
 
 
 def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
@@ -62,6 +63,8 @@ def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
     attempt = _opened_by_worker.get(job.id) if job else None
     worker_closes = attempt is not None  # the worker records success after the horse exits
     if attempt is None:  # run outside TrackingWorker, or the worker could not reach the DB
+        attempt = continuing_attempt(job) if job else None
+    if attempt is None:
         worker = os.environ.get("RQ_WORKER_ID") or (job.worker_name if job else None)
         with get_engine().begin() as conn:
             attempt = records.begin_attempt(conn, task_id, worker) or SKIP
@@ -73,17 +76,40 @@ def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
     with job_context(**fields):
         log.info("%s started", operation)
         started = time.monotonic()
-        ctx = TaskContext(task_id=task_id, attempt=attempt, max_attempts=max_attempts, queue=queue)
+        checks = int((job.meta or {}).get("checks", 0)) if continuing_attempt(job) == attempt else 0
+        ctx = TaskContext(task_id=task_id, attempt=attempt, max_attempts=max_attempts, queue=queue, checks=checks)
         try:
             result = get_operation(operation).func(ctx, **params)
         except BaseException as exc:  # timeouts and shutdowns count as failed attempts too
             _fail_attempt(job, task_id, attempt, queue, exc, time.monotonic() - started)
             raise
+        if isinstance(result, CheckBack):
+            return _check_back(job, attempt, checks, result)
         if not worker_closes:
             with get_engine().begin() as conn:
                 records.record_success(conn, task_id, attempt, result)
         log.info("%s succeeded in %.2fs", operation, time.monotonic() - started)
         return result
+
+
+def _check_back(job: Job | None, attempt: int, checks: int, wait: CheckBack) -> Retry:
+    """Have RQ call this attempt again later. RQ's returned-Retry path counts separately from
+    failure retries, so waiting never uses up the Task's retries."""
+    if job is None:
+        raise RuntimeError("CheckBack needs an RQ job")
+    job.meta.update(continues_attempt=attempt, checks=checks + 1)
+    job.save_meta()
+    seconds = max(1, round(wait.seconds))
+    log.info("waiting: %s; checking again in %ss", wait.reason, seconds)
+    return Retry(max=MAX_CHECKS, interval=seconds)
+
+
+def continuing_attempt(job: Job | None) -> int | None:
+    """The attempt a called-back job continues, if RQ is about to run that attempt again."""
+    if job is None:
+        return None
+    continues = (job.meta or {}).get("continues_attempt")
+    return int(continues) if continues is not None and int(continues) == attempt_of(job) else None
 
 
 def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
@@ -94,6 +120,10 @@ def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractC
     """
     task_id = task_id_of(job)
     if task_id is None:
+        return
+    continuing = continuing_attempt(job)
+    if continuing is not None:  # called back (CheckBack): the attempt is already open
+        _opened_by_worker[job.id] = continuing
         return
     try:
         try:

@@ -72,4 +72,5 @@ class DemoTaskIn(BaseModel):
     fail_times: int = Field(0, ge=0, le=100, description="how many attempts fail before one succeeds")
     permanent: bool = Field(False, description="fail with a permanent error (no retry)")
     error_message: str | None = Field(None, max_length=500, description="the text the planned failures raise")
+    wait_checks: int = Field(0, ge=0, le=100, description="times the job waits 1 s without holding the worker")
     depends_on: list[int] = Field(default_factory=list, description="task ids that must succeed first")
