@@ -34,6 +34,7 @@ class Periodic:
 
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("heartbeat", "housekeeping.heartbeat", every=lambda s: s.SCHEDULER_HEARTBEAT_INTERVAL),
+    Periodic("node-sync", "nodes.sync", every=lambda s: s.WORKER_PVE_PERIODIC_INTERVAL),
     Periodic("reconcile", "housekeeping.reconcile", every=lambda s: s.RECONCILE_INTERVAL),
     Periodic("purge-tasks", "housekeeping.purge_tasks", cron="30 3 * * *"),
 )
@@ -63,6 +64,9 @@ def tick(name: str) -> str:
 
 def register_all(cron: CronScheduler, settings: _Settings) -> None:
     for periodic in PERIODIC:
+        if periodic.operation == "nodes.sync" and not settings.PVE_HOST:
+            log.warning("node sync is off: PVE_HOST is not set")
+            continue
         queue = get_operation(periodic.operation).queue
         schedule = {"interval": periodic.every(settings)} if periodic.every else {"cron": periodic.cron}
         cron.register(tick, queue_name=queue, args=(periodic.name,), name=periodic.name, job_timeout=60,

@@ -125,6 +125,26 @@ class _Settings(BaseSettings):
         "true", "check the Proxmox TLS certificate",
         "true, false, or the path of a CA bundle that signs the Proxmox certificate")
     PVE_TIMEOUT: int = setting(30, "seconds per Proxmox HTTP call", "seconds, 1 to 600", ge=1, le=600)
+    PVE_VMID_RANGE: str = setting(
+        "10000-19999", "VM ids this system allocates from (shared by all workers through Redis)",
+        "two integers LOW-HIGH with 100 <= LOW < HIGH <= 999999999")
+    PVE_NODES: str | None = setting(
+        None, "nodes new VMs may be placed on; empty = every online node", "comma-separated node names")
+    PVE_TAG: str = setting("openvle", "tag on every VM this system creates (orphan detection)",
+                           "lowercase letters, digits, - _ . +")
+    PVE_CLONE_CONCURRENCY: int = setting(
+        2, "clones in flight at once per node, and per template", "an integer from 1 to 64", ge=1, le=64)
+    PVE_CLONE_TIMEOUT: int = setting(
+        3600, "seconds a Proxmox clone task may run before it counts as failed", "seconds, 60 to 86400",
+        ge=60, le=86400)
+    PVE_ACTION_TIMEOUT: int = setting(
+        600, "seconds a start, stop, reset, delete or migrate task may run", "seconds, 10 to 86400",
+        ge=10, le=86400)
+    PVE_POLL_INTERVAL: int = setting(
+        3, "seconds between checks of a running Proxmox task (the worker is free meanwhile)",
+        "seconds, 1 to 60", ge=1, le=60)
+    NODE_METRICS_RETENTION_DAYS: int = setting(
+        30, "days node metric documents stay in MongoDB (TTL index)", "days, 1 to 3650", ge=1, le=3650)
 
     # --- Guacamole --------------------------------------------------------------------------------
     GUACAMOLE_URL: str | None = setting(
@@ -198,6 +218,30 @@ class _Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("bad scheme")
         return value.rstrip("/") if value else value
+
+    @field_validator("PVE_VMID_RANGE")
+    @classmethod
+    def _vmid_range(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+        if not match or not (100 <= int(match[1]) < int(match[2]) <= 999_999_999):
+            raise ValueError("bad range")
+        return f"{int(match[1])}-{int(match[2])}"
+
+    @field_validator("PVE_TAG")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_][a-z0-9_+.-]*", value):
+            raise ValueError("bad tag")
+        return value
+
+    @property
+    def vmid_range(self) -> tuple[int, int]:
+        low, high = self.PVE_VMID_RANGE.split("-")
+        return int(low), int(high)
+
+    @property
+    def pve_nodes(self) -> list[str]:
+        return [n.strip() for n in (self.PVE_NODES or "").split(",") if n.strip()]
 
     @field_validator("PVE_VERIFY_SSL")
     @classmethod

@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -137,3 +139,85 @@ class TaskLog(Base):
     level: Mapped[str] = mapped_column(String(8))
     message: Mapped[str] = mapped_column(LongText)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# --- Proxmox inventory: what node sync saw, and the VMs this system made ---------------------------
+
+
+class NodeStatus:
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
+class Node(Base):
+    """A Proxmox node as the last sync saw it; pages and placement read this, never Proxmox."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=NodeStatus.UNKNOWN)
+    cpu: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1 of maxcpu
+    maxcpu: Mapped[int] = mapped_column(Integer, default=0)
+    mem: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes
+    maxmem: Mapped[int] = mapped_column(BigInteger, default=0)
+    uptime: Mapped[int] = mapped_column(BigInteger, default=0)
+    vms_running: Mapped[int] = mapped_column(Integer, default=0)
+    vms_total: Mapped[int] = mapped_column(Integer, default=0)
+    synced_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class CloneMode:
+    LINKED = "linked"
+    FULL = "full"
+
+
+class Template(Base):
+    """A Proxmox template participants' VMs are cloned from."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    pve_vmid: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(64))  # where the template lives (sync keeps it current)
+    clone_mode: Mapped[str] = mapped_column(String(8), default=CloneMode.LINKED)
+    protocol: Mapped[str] = mapped_column(String(8), default="rdp")  # rdp, vnc or ssh (Guacamole)
+    port: Mapped[int] = mapped_column(Integer, default=3389)
+    maxmem: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes, from Proxmox at sync
+    moodle_course_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class VmState:
+    PROVISIONING = "provisioning"  # clone requested or running
+    READY = "ready"  # cloned and configured
+    DELETING = "deleting"
+    DELETED = "deleted"
+    MISSING = "missing"  # in the DB, gone from Proxmox (seen by node sync)
+
+    LIVE = (PROVISIONING, READY, DELETING, MISSING)
+
+
+class Vm(Base):
+    """A VM this system made (or is making). The row exists before the clone, so a retry finds it."""
+
+    __tablename__ = "vms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))  # DNS-name rules, as Proxmox requires
+    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"))
+    vmid: Mapped[int | None] = mapped_column(Integer, unique=True)  # allocated before the clone starts
+    node: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=VmState.PROVISIONING)
+    status: Mapped[str | None] = mapped_column(String(16))  # running / stopped as Proxmox says
+    lock: Mapped[str | None] = mapped_column(String(32))
+    upid: Mapped[str | None] = mapped_column(String(200))  # the Proxmox task this VM waits on
+    event_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    participant_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    template: Mapped[Template] = relationship()

@@ -1,0 +1,1 @@
+"""Clients of the outside world: Proxmox (proxmoxer), later Guacamole, Moodle, SMTP, MongoDB."""

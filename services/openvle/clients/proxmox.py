@@ -1,0 +1,220 @@
+"""Proxmox VE through proxmoxer, with every failure sorted into transient or permanent.
+
+Transient (connection errors, timeouts, lock timeouts, "got no worker upid", 5xx from contention):
+retried briefly inside the call with tenacity, then by the queue's retries. Permanent (parameter
+verification, a template, VM or node that does not exist, 401/403): a PermanentError with a message
+an admin understands. The API token never appears in a message: proxmoxer's errors carry the
+status line and body, never the request headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from proxmoxer import ProxmoxAPI, ResourceException
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from openvle.errors import PermanentError
+from openvle.settings import _Settings, get_settings
+
+log = logging.getLogger("openvle.proxmox")
+
+T = TypeVar("T")
+
+
+class ProxmoxError(Exception):
+    """A Proxmox call or task failed; `message` is what Proxmox said."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ProxmoxTransientError(ProxmoxError):
+    """Worth trying again: contention, a lock timeout, a node or the network briefly away."""
+
+
+class ProxmoxPermanentError(ProxmoxError, PermanentError):
+    """Trying again cannot help."""
+
+
+class NotFound(ProxmoxPermanentError):
+    """The VM (or node) is not where we asked: callers that expect this (delete) catch it."""
+
+
+class VmidTaken(ProxmoxTransientError):
+    """`unable to create VM N: config file already exists`: another caller took the id."""
+
+
+# What Proxmox says when trying again cannot help (texts from qemu-server / pve-manager).
+_PERMANENT = re.compile(
+    r"not supported|not allowed|no such cluster node|protection mode enabled|hostname lookup|"
+    r"you can't start a vm if it's a template|does not exist|only root may|not available with api token|"
+    r"no options specified|used in ha resources",
+    re.IGNORECASE,
+)
+_NOT_FOUND = re.compile(r"Configuration file '.*' does not exist|does not exist", re.IGNORECASE)
+_VMID_TAKEN = re.compile(r"config file already exists|already exists", re.IGNORECASE)
+
+
+def classify(status: int | None, message: str, errors: dict | None = None) -> ProxmoxError:
+    """Turn a failed call (HTTP status and Proxmox's message) or a failed task (status None) into
+    the error class that says whether to retry."""
+    text = message.strip()
+    if errors:
+        details = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(errors.items()))
+        text = f"{text} ({details})" if text else details
+    if status in (401, 403):
+        return ProxmoxPermanentError(
+            f"Proxmox refused the API token ({status} {text}): check PVE_USER, PVE_TOKEN_NAME, "
+            "PVE_TOKEN_VALUE and the token's privileges"
+        )
+    if status == 400:
+        return ProxmoxPermanentError(f"Proxmox rejected the request: {text}")
+    if _VMID_TAKEN.search(text):
+        return VmidTaken(text)
+    if _NOT_FOUND.search(text) and "lock" not in text:
+        return NotFound(text)
+    if _PERMANENT.search(text):
+        return ProxmoxPermanentError(text)
+    return ProxmoxTransientError(text or f"HTTP {status}")
+
+
+def _translate(exc: Exception) -> ProxmoxError:
+    if isinstance(exc, ResourceException):
+        return classify(exc.status_code, str(exc.content or exc.status_message or ""), exc.errors)
+    if isinstance(exc, requests.Timeout):
+        return ProxmoxTransientError("Proxmox did not answer in time (PVE_TIMEOUT)")
+    if isinstance(exc, requests.ConnectionError):
+        return ProxmoxTransientError(f"cannot reach Proxmox: {type(exc).__name__}")
+    if isinstance(exc, requests.RequestException):
+        return ProxmoxTransientError(f"HTTP error talking to Proxmox: {type(exc).__name__}")
+    raise exc
+
+
+def _call(fn: Callable[[], T]) -> T:
+    """One API call: proxmoxer/requests errors become ProxmoxErrors; transient ones retried briefly."""
+
+    @retry(
+        retry=retry_if_exception_type(ProxmoxTransientError) & ~retry_if_exception_type(VmidTaken),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.5, max=4),
+        reraise=True,
+    )
+    def attempt() -> T:
+        try:
+            return fn()
+        except (ResourceException, requests.RequestException) as exc:
+            raise _translate(exc) from None
+
+    return attempt()
+
+
+def _bools(params: dict[str, Any]) -> dict[str, Any]:
+    """Proxmox rejects Python's True ('True'): send 1/0. None means 'not sent'."""
+    return {k: (int(v) if isinstance(v, bool) else v) for k, v in params.items() if v is not None}
+
+
+class Proxmox:
+    """The calls the jobs make. Each returns plain data (dicts, lists, UPIDs)."""
+
+    def __init__(self, settings: _Settings | None = None):
+        settings = settings or get_settings()
+        if not (settings.PVE_HOST and settings.PVE_USER and settings.PVE_TOKEN_NAME and settings.PVE_TOKEN_VALUE):
+            raise PermanentError(
+                "Proxmox is not configured: set PVE_HOST, PVE_USER, PVE_TOKEN_NAME and PVE_TOKEN_VALUE"
+            )
+        verify: bool | str = settings.PVE_VERIFY_SSL
+        if verify in ("true", "false"):
+            verify = verify == "true"
+        self.api = ProxmoxAPI(
+            settings.PVE_HOST,
+            port=settings.PVE_PORT,
+            user=settings.PVE_USER,
+            token_name=settings.PVE_TOKEN_NAME,
+            token_value=settings.PVE_TOKEN_VALUE.get_secret_value(),
+            verify_ssl=verify,
+            timeout=settings.PVE_TIMEOUT,
+            service="PVE",
+        )
+
+    # --- cluster --------------------------------------------------------------------------------
+    def nodes(self) -> list[dict]:
+        return _call(lambda: self.api.nodes.get())
+
+    def node_status(self, node: str) -> dict:
+        return _call(lambda: self.api.nodes(node).status.get())
+
+    def vm_resources(self) -> list[dict]:
+        """Every VM and template in the cluster, wherever it runs."""
+        return _call(lambda: self.api.cluster.resources.get(type="vm"))
+
+    def locate(self, vmid: int) -> dict | None:
+        """The cluster resource of `vmid` (node, status, lock, name, tags), or None when it does not exist."""
+        return next((r for r in self.vm_resources() if int(r.get("vmid", -1)) == vmid), None)
+
+    # --- one VM ---------------------------------------------------------------------------------
+    def vm_status(self, node: str, vmid: int) -> dict:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.current.get())
+
+    def vm_config(self, node: str, vmid: int) -> dict:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).config.get())
+
+    def set_config(self, node: str, vmid: int, **options: Any) -> None:
+        _call(lambda: self.api.nodes(node).qemu(vmid).config.put(**_bools(options)))
+
+    def clone(self, node: str, template_vmid: int, newid: int, **options: Any) -> str:
+        return _call(lambda: self.api.nodes(node).qemu(template_vmid).clone.post(newid=newid, **_bools(options)))
+
+    def start(self, node: str, vmid: int) -> str:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.start.post())
+
+    def stop(self, node: str, vmid: int) -> str:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.stop.post())
+
+    def reset(self, node: str, vmid: int) -> str:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.reset.post())
+
+    def destroy(self, node: str, vmid: int) -> str:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).delete(**_bools(
+            {"purge": True, "destroy-unreferenced-disks": True})))
+
+    def migrate(self, node: str, vmid: int, target: str, online: bool) -> str:
+        return _call(lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools({"target": target,
+                                                                                     "online": online})))
+
+    # --- tasks ----------------------------------------------------------------------------------
+    def task_status(self, upid: str) -> dict:
+        return _call(lambda: self.api.nodes(upid_node(upid)).tasks(upid).status.get())
+
+    def task_error(self, upid: str, status: dict) -> ProxmoxError | None:
+        """None when the finished task succeeded, else its error classified (log tail for context)."""
+        exitstatus = str(status.get("exitstatus", ""))
+        if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
+            return None
+        return classify(None, exitstatus or "task ended without an exit status")
+
+
+def upid_node(upid: str) -> str:
+    """UPID:<node>:<pid>:<pstart>:<starttime>:<type>:<id>:<user>: → node."""
+    parts = upid.split(":")
+    if len(parts) < 9 or parts[0] != "UPID":
+        raise ProxmoxPermanentError(f"not a Proxmox task id: {upid!r}")
+    return parts[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(host: str | None, port: int, pid: int) -> Proxmox:
+    return Proxmox()
+
+
+def get_proxmox() -> Proxmox:
+    """The process's client: one HTTPS session reused across calls, never shared across a fork."""
+    settings = get_settings()
+    return _cached(settings.PVE_HOST, settings.PVE_PORT, os.getpid())

@@ -1,0 +1,339 @@
+"""VM jobs: clone and delete (pve_vm_clone); start, stop, reset, migrate (pve_vm_actions).
+
+Every job is a small state machine that re-reads its VM row and asks Proxmox what is true, then
+takes the next step, so a retry, a duplicate or a worker killed mid-way converges on the same end
+state. Waiting on a Proxmox task returns CheckBack: the worker is free meanwhile, which is how the
+single worker-vm-clone keeps many clones in flight across nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from sqlalchemy import select, update
+
+from openvle import pacing
+from openvle.clients.proxmox import (
+    NotFound,
+    Proxmox,
+    ProxmoxError,
+    ProxmoxPermanentError,
+    ProxmoxTransientError,
+    VmidTaken,
+    get_proxmox,
+)
+from openvle.context import CheckBack, TaskContext
+from openvle.db.engine import session_scope
+from openvle.db.models import CloneMode, Template, Vm, VmState, utcnow
+from openvle.enqueue import enqueue_operation
+from openvle.errors import PermanentError
+from openvle.operations import operation
+from openvle.placement import choose_node, claim_vmid
+from openvle.settings import get_settings
+
+log = logging.getLogger("openvle.jobs.vms")
+
+MARK = "openvle-vm-id"  # written into the description of every VM we clone: proves a VM is ours
+SLOT_WAIT = 5  # seconds between checks for a free clone slot
+
+
+# --- requests ---------------------------------------------------------------------------------------
+
+
+def dns_name(text: str) -> str:
+    """Proxmox VM names must be DNS names: lowercase letters, digits and hyphens, at most 63."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return name or "vm"
+
+
+def request_clone(template_id: int, name: str, *, event_id: int | None = None, participant_id: int | None = None,
+                  requested_by: str | None = None, depends_on=()) -> tuple[int, Any]:
+    """Record the VM to make, then queue its clone. Returns (VM row id, Task)."""
+    with session_scope() as session:
+        if session.get(Template, template_id) is None:
+            raise ValueError(f"template {template_id} does not exist")
+        vm = Vm(name=dns_name(name), template_id=template_id, event_id=event_id, participant_id=participant_id)
+        session.add(vm)
+        session.flush()
+        vm_id = vm.id
+    task = enqueue_operation("vm.clone", {"vm_id": vm_id}, target=f"vm:{vm_id}", requested_by=requested_by,
+                             depends_on=depends_on)
+    return vm_id, task
+
+
+def request_action(action: str, vm_id: int, *, target_node: str | None = None, requested_by: str | None = None):
+    params: dict[str, Any] = {"vm_id": vm_id}
+    if action == "migrate":
+        params["target"] = target_node
+    return enqueue_operation(f"vm.{action}", params, target=f"vm:{vm_id}", requested_by=requested_by)
+
+
+# --- shared steps -----------------------------------------------------------------------------------
+
+
+def _load(vm_id: int) -> Vm:
+    with session_scope() as session:
+        vm = session.execute(select(Vm).where(Vm.id == vm_id)).scalar_one_or_none()
+        if vm is None:
+            raise PermanentError(f"VM record {vm_id} does not exist")
+        vm.template  # noqa: B018 (load it while the session is open)
+        return vm
+
+
+def _save(vm_id: int, **values: Any) -> None:
+    with session_scope() as session:
+        session.execute(update(Vm).where(Vm.id == vm_id).values(updated_at=utcnow(), **values))
+
+
+def _ours(pve: Proxmox, resource: dict, vm: Vm) -> bool:
+    """True when the Proxmox VM at our vmid carries our mark (not a stranger who took the id)."""
+    try:
+        config = pve.vm_config(resource["node"], int(resource["vmid"]))
+    except NotFound:
+        return False
+    return f"{MARK}={vm.id}" in str(config.get("description", ""))
+
+
+def _task_age(upid: str) -> float:
+    """Seconds since the Proxmox task started (its UPID carries the start time in hex)."""
+    return time.time() - int(upid.split(":")[4], 16)
+
+
+def _poll(pve: Proxmox, vm: Vm, timeout: int) -> dict | CheckBack:
+    """Follow the VM's Proxmox task: CheckBack while it runs, its final status when it ended OK.
+
+    A failed task clears the UPID (the next step starts over from Proxmox's state) and raises.
+    """
+    status = pve.task_status(vm.upid)
+    if status.get("status") == "running":
+        if _task_age(vm.upid) > timeout:
+            raise ProxmoxTransientError(f"Proxmox task {status.get('type')} of VM {vm.vmid} still running after "
+                                        f"{timeout}s")
+        return CheckBack(get_settings().PVE_POLL_INTERVAL, f"{status.get('type')} of VM {vm.vmid} running")
+    _save(vm.id, upid=None)
+    error = pve.task_error(vm.upid, status)
+    if error is not None:
+        raise error
+    return status
+
+
+def _refresh(vm: Vm, resource: dict) -> None:
+    _save(vm.id, node=resource.get("node"), status=resource.get("status"), lock=resource.get("lock") or None)
+
+
+# --- clone ------------------------------------------------------------------------------------------
+
+
+@operation("vm.clone", queue="pve_vm_clone")
+def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
+    settings = get_settings()
+    vm = _load(vm_id)
+    if vm.state == VmState.READY:
+        return {"vmid": vm.vmid, "node": vm.node, "adopted": True}
+    if vm.state in (VmState.DELETING, VmState.DELETED):
+        raise PermanentError(f"VM {vm.name} was deleted before its clone finished")
+    pve = get_proxmox()
+    template = vm.template
+
+    if vm.vmid is None or vm.node is None:
+        node = choose_node(pve, template)
+        vmid = claim_vmid(pve, vm.id)
+        _save(vm.id, vmid=vmid, node=node)  # recorded before cloning: a retry finds and adopts it
+        vm = _load(vm_id)
+        ctx.log(f"placed on {node} as VM {vmid}")
+
+    if vm.upid:
+        pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)  # keep our claim alive
+        try:
+            result = _poll(pve, vm, settings.PVE_CLONE_TIMEOUT)
+        except ProxmoxError:
+            pacing.release(vm.node, template.id, vm.id)
+            _remove_half_made(pve, vm)
+            raise
+        if isinstance(result, CheckBack):
+            ctx.progress(min(90, 10 + ctx.checks * 2), f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
+            return result
+        pacing.release(vm.node, template.id, vm.id)
+
+    found = pve.locate(vm.vmid)
+    if found is not None and not _ours(pve, found, vm):
+        # Someone outside took our id between the claim and the clone: step over it.
+        vmid = claim_vmid(pve, vm.id, also_skip={vm.vmid})
+        ctx.log(f"VM id {vm.vmid} is used by another VM; using {vmid}", level="warning")
+        _save(vm.id, vmid=vmid)
+        return CheckBack(1, "VM id changed")
+    if found is not None and found.get("lock") == "clone":
+        # Our clone runs but its task id was lost (the worker died right after starting it).
+        if ctx.checks * settings.PVE_POLL_INTERVAL > settings.PVE_CLONE_TIMEOUT:
+            raise ProxmoxTransientError(f"VM {vm.vmid} still locked by a clone after {settings.PVE_CLONE_TIMEOUT}s")
+        pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)
+        return CheckBack(settings.PVE_POLL_INTERVAL, f"clone of VM {vm.vmid} still running")
+    if found is not None:
+        return _finish_clone(pve, vm, found)
+
+    if not pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY):
+        ctx.progress(5, f"waiting for a clone slot on {vm.node}")
+        return CheckBack(SLOT_WAIT, f"clone slots of node {vm.node} or template {template.name} are full")
+    try:
+        upid = pve.clone(
+            template.node, template.pve_vmid, vm.vmid,
+            name=vm.name,
+            full=template.clone_mode == CloneMode.FULL,
+            target=vm.node if vm.node != template.node else None,
+            description=f"{MARK}={vm.id}\nMade by OpenVLE Tasks (task {ctx.task_id}).",
+        )
+    except VmidTaken:
+        pacing.release(vm.node, template.id, vm.id)
+        vmid = claim_vmid(pve, vm.id, also_skip={vm.vmid})
+        ctx.log(f"VM id {vm.vmid} was taken meanwhile; using {vmid}", level="warning")
+        _save(vm.id, vmid=vmid)
+        return CheckBack(1, "VM id changed")
+    except ProxmoxError:
+        pacing.release(vm.node, template.id, vm.id)
+        raise
+    _save(vm.id, upid=upid, lock="clone")
+    ctx.progress(10, f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
+    return CheckBack(settings.PVE_POLL_INTERVAL, f"clone to VM {vm.vmid} started")
+
+
+def _finish_clone(pve: Proxmox, vm: Vm, found: dict) -> dict:
+    tags = get_settings().PVE_TAG
+    if vm.event_id is not None:
+        tags += f";event-{vm.event_id}"
+    pve.set_config(found["node"], vm.vmid, tags=tags)
+    _save(vm.id, state=VmState.READY, node=found["node"], status=found.get("status"), lock=None, upid=None)
+    log.info("VM %s ready on %s", vm.vmid, found["node"])
+    return {"vmid": vm.vmid, "node": found["node"]}
+
+
+def _remove_half_made(pve: Proxmox, vm: Vm) -> None:
+    """A failed clone task normally removes its VM; if ours is still there unlocked, destroy it."""
+    try:
+        found = pve.locate(vm.vmid)
+        if found is not None and not found.get("lock") and _ours(pve, found, vm):
+            pve.destroy(found["node"], vm.vmid)
+            log.warning("destroyed the half-made clone VM %s", vm.vmid)
+    except ProxmoxError as exc:  # the next attempt looks again
+        log.warning("could not check for a half-made clone of VM %s: %s", vm.vmid, exc)
+
+
+# --- delete -----------------------------------------------------------------------------------------
+
+
+@operation("vm.delete", queue="pve_vm_clone")
+def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
+    settings = get_settings()
+    vm = _load(vm_id)
+    if vm.state == VmState.DELETED:
+        return {"vmid": vm.vmid, "already": True}
+    if vm.state != VmState.DELETING:
+        _save(vm.id, state=VmState.DELETING)
+    if vm.vmid is None:
+        _save(vm.id, state=VmState.DELETED)
+        return {"vmid": None}
+    pve = get_proxmox()
+    if vm.upid:
+        result = _poll(pve, vm, settings.PVE_ACTION_TIMEOUT)
+        if isinstance(result, CheckBack):
+            return result
+    found = pve.locate(vm.vmid)
+    if found is None or not _ours(pve, found, vm):
+        _save(vm.id, state=VmState.DELETED, status=None, lock=None, upid=None)
+        pacing.release(vm.node or "", vm.template_id, vm.id)
+        return {"vmid": vm.vmid, "node": vm.node}
+    _refresh(vm, found)
+    if found.get("lock"):
+        return _wait_for_lock(ctx, vm, found)
+    if found.get("status") == "running":
+        upid = pve.stop(found["node"], vm.vmid)
+        ctx.progress(30, f"stopping VM {vm.vmid}")
+    else:
+        upid = pve.destroy(found["node"], vm.vmid)
+        ctx.progress(60, f"destroying VM {vm.vmid}")
+    _save(vm.id, upid=upid)
+    return CheckBack(settings.PVE_POLL_INTERVAL, f"VM {vm.vmid}: {upid.split(':')[5]}")
+
+
+def _wait_for_lock(ctx: TaskContext, vm: Vm, found: dict) -> CheckBack:
+    settings = get_settings()
+    if ctx.checks * settings.PVE_POLL_INTERVAL > settings.PVE_ACTION_TIMEOUT:
+        raise ProxmoxTransientError(f"VM is locked ({found['lock']}) for more than {settings.PVE_ACTION_TIMEOUT}s")
+    return CheckBack(settings.PVE_POLL_INTERVAL, f"VM {vm.vmid} is locked ({found['lock']})")
+
+
+# --- power and placement ----------------------------------------------------------------------------
+
+
+def _act(ctx: TaskContext, vm_id: int, action: str, target: str | None = None) -> dict | CheckBack:
+    settings = get_settings()
+    vm = _load(vm_id)
+    if vm.state != VmState.READY:
+        raise PermanentError(f"VM {vm.name} is {vm.state}, not ready: nothing to {action}")
+    pve = get_proxmox()
+    if vm.upid:
+        task_type = vm.upid.split(":")[5]
+        result = _poll(pve, vm, settings.PVE_ACTION_TIMEOUT)
+        if isinstance(result, CheckBack):
+            return result
+        if action == "reset" and task_type in ("qmreset", "qmstart"):
+            return _done(pve, vm, action)
+    found = pve.locate(vm.vmid)
+    if found is None or not _ours(pve, found, vm):
+        _save(vm.id, state=VmState.MISSING, missing_since=utcnow())
+        raise ProxmoxPermanentError(f"VM {vm.vmid} ({vm.name}) no longer exists in Proxmox")
+    _refresh(vm, found)
+    if found.get("lock"):
+        return _wait_for_lock(ctx, vm, found)
+    node, running = found["node"], found.get("status") == "running"
+    if action == "start" or (action == "reset" and not running):
+        if running:
+            return _done(pve, vm, action)
+        upid = pve.start(node, vm.vmid)
+    elif action == "stop":
+        if not running:
+            return _done(pve, vm, action)
+        upid = pve.stop(node, vm.vmid)
+    elif action == "reset":
+        upid = pve.reset(node, vm.vmid)
+    elif action == "migrate":
+        if node == target:
+            return _done(pve, vm, action)
+        upid = pve.migrate(node, vm.vmid, target, online=running)
+    else:
+        raise PermanentError(f"unknown VM action {action!r}")
+    _save(vm.id, upid=upid)
+    ctx.progress(30, f"{action} of VM {vm.vmid} on {node}")
+    return CheckBack(settings.PVE_POLL_INTERVAL, f"{action} of VM {vm.vmid} running")
+
+
+def _done(pve: Proxmox, vm: Vm, action: str) -> dict:
+    found = pve.locate(vm.vmid) or {}
+    _refresh(vm, {"node": found.get("node", vm.node), "status": found.get("status"), "lock": found.get("lock")})
+    return {"vmid": vm.vmid, "node": found.get("node", vm.node), "status": found.get("status"), "action": action}
+
+
+@operation("vm.start", queue="pve_vm_actions")
+def start_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
+    return _act(ctx, vm_id, "start")
+
+
+@operation("vm.stop", queue="pve_vm_actions")
+def stop_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
+    return _act(ctx, vm_id, "stop")
+
+
+@operation("vm.reset", queue="pve_vm_actions")
+def reset_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
+    """Restart a running VM hard; a stopped VM is started (the end state is the same: running)."""
+    return _act(ctx, vm_id, "reset")
+
+
+@operation("vm.migrate", queue="pve_vm_actions")
+def migrate_vm(ctx: TaskContext, vm_id: int, target: str) -> dict | CheckBack:
+    """Move the VM to `target`; a running VM migrates online."""
+    if not target:
+        raise PermanentError("migrate needs a target node")
+    return _act(ctx, vm_id, "migrate", target)

@@ -1,0 +1,65 @@
+"""Where a new VM goes and which VM id it gets.
+
+Node: the allowed online node with the most free memory, counting the memory of our VMs placed
+there that do not run yet (they will), so a burst spreads instead of piling onto one node between
+two node syncs. VM id: from PVE_VMID_RANGE, skipping ids the DB or the cluster already use, claimed
+in Redis (SET NX) so two workers never pick the same id; /cluster/nextid reserves nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select
+
+from openvle.clients.proxmox import Proxmox, ProxmoxPermanentError
+from openvle.connections import get_redis
+from openvle.db.engine import session_scope
+from openvle.db.models import Node, NodeStatus, Template, Vm, VmState
+from openvle.settings import get_settings
+
+VMID_CLAIM_TTL = 7 * 24 * 3600  # a claimed id stays claimed while its VM row holds it anyway
+
+
+def choose_node(pve: Proxmox, template: Template) -> str:
+    settings = get_settings()
+    allowed = set(settings.pve_nodes)
+    live = {n["node"]: n for n in pve.nodes() if n.get("status") == NodeStatus.ONLINE}
+    candidates = [name for name in live if not allowed or name in allowed]
+    if not candidates:
+        where = f" among PVE_NODES ({', '.join(sorted(allowed))})" if allowed else ""
+        raise ProxmoxPermanentError(f"no online Proxmox node{where} to place a VM on")
+    with session_scope() as session:
+        pending = dict(session.execute(
+            select(Vm.node, func.coalesce(func.sum(Template.maxmem), 0))
+            .join(Template, Template.id == Vm.template_id)
+            .where(Vm.state.in_((VmState.PROVISIONING, VmState.READY)),
+                   or_(Vm.status.is_(None), Vm.status != "running"), Vm.node.in_(candidates))
+            .group_by(Vm.node)
+        ).all())
+
+    def free(name: str) -> int:
+        node = live[name]
+        return int(node.get("maxmem", 0)) - int(node.get("mem", 0)) - int(pending.get(name, 0))
+
+    return max(sorted(candidates), key=free)
+
+
+def claim_vmid(pve: Proxmox, vm_id: int, also_skip: set[int] = frozenset()) -> int:
+    low, high = get_settings().vmid_range
+    with session_scope() as session:
+        used = set(session.execute(select(Vm.vmid).where(Vm.vmid.is_not(None))).scalars())
+    used |= {int(r["vmid"]) for r in pve.vm_resources() if "vmid" in r}
+    used |= set(also_skip)
+    redis = get_redis()
+    for vmid in range(low, high + 1):
+        if vmid in used:
+            continue
+        if redis.set(f"openvle:vmid:{vmid}", vm_id, nx=True, ex=VMID_CLAIM_TTL):
+            return vmid
+        if int(redis.get(f"openvle:vmid:{vmid}") or 0) == vm_id:
+            return vmid
+    raise ProxmoxPermanentError(f"no free VM id left in PVE_VMID_RANGE {low}-{high}: widen it")
+
+
+def known_nodes() -> list[Node]:
+    with session_scope() as session:
+        return list(session.execute(select(Node).order_by(Node.name)).scalars())
