@@ -30,6 +30,12 @@ def check(settings: _Settings) -> int:
 
             response = httpx.get(f"http://127.0.0.1:{settings.BACKEND_PORT}/healthz", timeout=5)
             healthy, detail = response.status_code == 200, response.text
+        elif role == "sandbox":
+            import httpx
+
+            response = httpx.get(f"https://127.0.0.1:{settings.SANDBOX_PVE_PORT}/_sandbox/state", verify=False,
+                                 timeout=5)
+            healthy, detail = response.status_code == 200, f"Proxmox simulator answered {response.status_code}"
         elif role == "scheduler":
             from rq.cron import CronScheduler
 

@@ -20,6 +20,12 @@ def _scheduler(settings: _Settings) -> int:
     return run(settings)
 
 
+def _sandbox(settings: _Settings) -> int:
+    from sandbox.runner import run
+
+    return run(settings)
+
+
 def _worker(role: str) -> Callable[[_Settings], int]:
     def start(settings: _Settings) -> int:
         from openvle.worker import run
@@ -33,6 +39,7 @@ ROLES: dict[str, Callable[[_Settings], int]] = {
     "backend": _backend,
     "scheduler": _scheduler,
     **{role: _worker(role) for role in ROLE_QUEUES},
+    "sandbox": _sandbox,
 }
 
 

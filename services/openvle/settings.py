@@ -146,6 +146,15 @@ class _Settings(BaseSettings):
     NODE_METRICS_RETENTION_DAYS: int = setting(
         30, "days node metric documents stay in MongoDB (TTL index)", "days, 1 to 3650", ge=1, le=3650)
 
+    # --- sandbox (simulators for development and tests) -------------------------------------
+    SANDBOX_HOST: str = setting("127.0.0.1", "address the sandbox simulators listen on", "an IP address or host name")
+    SANDBOX_PVE_PORT: int = setting(
+        8006, "port of the Proxmox simulator (HTTPS)", "a TCP port, 1 to 65535", ge=1, le=65535)
+    SANDBOX_DIR: str = setting(
+        "var/sandbox", "directory where the sandbox writes its CA certificate for clients to trust",
+        "a directory path")
+    SANDBOX_SEED: bool = setting(True, "the sandbox starts with nodes pve1-pve3 and a template", "true or false")
+
     # --- Guacamole --------------------------------------------------------------------------------
     GUACAMOLE_URL: str | None = setting(
         None, "Guacamole base URL", "an http(s):// URL, e.g. https://guac.example/guacamole")
