@@ -17,9 +17,8 @@ from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import CloneMode, Node, Template, Vm
 from openvle.jobs.vms import MARK, request_action, request_clone
+from sandbox.proxmox import ProxmoxSimulator
 from sandbox.runner import seed_proxmox
-
-ProxmoxSimulator = pytest.importorskip("sandbox.proxmox").ProxmoxSimulator  # TEMP until the simulator lands
 
 GIB = 1024**3
 FAST = {"linked_clone": 1.0, "full_clone": 3.0, "start": 0.3, "stop": 0.3, "shutdown": 0.3, "reset": 0.2,
@@ -85,7 +84,7 @@ def test_thirty_clones_at_once_under_contention_and_faults(pve, start_role, sett
     env = {**pve.env, "PVE_CLONE_CONCURRENCY": "3", "WORKER_MAX_RETRY": "8"}
     settings_env(**env)
     worker = start_role("worker-vm-clone", **env)
-    tid = template(pve)
+    tid = template(pve, vmid=9001)  # on shared storage: clones may go to any node
     requested = [request_clone(tid, f"lab-1 participant {i}") for i in range(30)]
 
     tasks = [wait_for(lambda t=t: settled(t.id), 300, f"clone task {t.id}", worker, interval=1) for _, t in requested]
@@ -108,6 +107,7 @@ def test_clone_is_recorded_tagged_and_marked(pve, start_role):
     vm_id, _ = clone_one(pve, start_role)
     row = vm_row(vm_id)
     assert row.state == "ready" and row.vmid == 10000 and row.upid is None
+    assert row.node == "pve1"  # the template's disks are on pve1's local storage
     found = sim_vms(pve)[row.vmid]
     assert found["name"] == "lab-1-alice" and "openvle" in found["tags"]
     assert f"{MARK}={vm_id}" in found.get("description", "")
@@ -220,7 +220,10 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
     pve.state.add_vm(vmid=10600, node="pve3", name="stray", tags="openvle")  # ours by tag, unknown
     pve.state.add_vm(vmid=10601, node="pve3", name="someone-elses")
 
-    result = sync_nodes(TaskContext(task_id=0, attempt=1, max_attempts=1, queue="pve_periodic"))
+    from openvle.enqueue import enqueue_operation
+
+    task = enqueue_operation("nodes.sync")  # run in this process (mongomock lives here), logged on a Task
+    result = sync_nodes(TaskContext(task_id=task.id, attempt=1, max_attempts=4, queue="pve_periodic"))
 
     assert result["nodes"] == 3 and result["missing"] == [10500] and result["orphans"] == [10600]
     with session_scope() as session:
@@ -234,4 +237,6 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
     indexes = {i["name"]: i for i in collection.list_indexes()}
     assert indexes["time_ttl"]["expireAfterSeconds"] == 30 * 86400
     assert any(i.get("key") and list(i["key"]) == ["node", "time"] for i in indexes.values())
+    assert [line.message for line in load_task(task.id).logs] == [
+        "VMs missing from Proxmox: [10500]", "VMs tagged 'openvle' that no event knows (orphans): [10600]"]
     metrics._store.cache_clear()

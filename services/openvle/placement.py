@@ -8,6 +8,8 @@ in Redis (SET NX) so two workers never pick the same id; /cluster/nextid reserve
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, or_, select
 
 from openvle.clients.proxmox import Proxmox, ProxmoxPermanentError
@@ -19,6 +21,22 @@ from openvle.settings import get_settings
 VMID_CLAIM_TTL = 7 * 24 * 3600  # a claimed id stays claimed while its VM row holds it anyway
 
 
+_DISK = re.compile(r"^(scsi|virtio|ide|sata|efidisk|tpmstate)\d+$")
+
+
+def clone_targets(pve: Proxmox, template: Template) -> set[str] | None:
+    """Nodes a clone of `template` can be created on: any (None) when all its disks are on shared
+    storage; else only the template's own node ("can't clone VM to node ... uses local storage")."""
+    config = pve.vm_config(template.node, template.pve_vmid)
+    storages = {
+        str(value).split(":", 1)[0]
+        for key, value in config.items()
+        if _DISK.match(key) and ":" in str(value) and "media=cdrom" not in str(value)
+    }
+    shared = {r.get("storage") for r in pve.storage_resources() if int(r.get("shared") or 0)}
+    return None if storages <= shared else {template.node}
+
+
 def choose_node(pve: Proxmox, template: Template) -> str:
     settings = get_settings()
     allowed = set(settings.pve_nodes)
@@ -27,6 +45,14 @@ def choose_node(pve: Proxmox, template: Template) -> str:
     if not candidates:
         where = f" among PVE_NODES ({', '.join(sorted(allowed))})" if allowed else ""
         raise ProxmoxPermanentError(f"no online Proxmox node{where} to place a VM on")
+    targets = clone_targets(pve, template)
+    if targets is not None:
+        candidates = [name for name in candidates if name in targets]
+        if not candidates:
+            raise ProxmoxPermanentError(
+                f"template {template.name} has disks on local storage of {template.node}, which is offline or "
+                "not in PVE_NODES: clones of it can only be made there"
+            )
     with session_scope() as session:
         pending = dict(session.execute(
             select(Vm.node, func.coalesce(func.sum(Template.maxmem), 0))

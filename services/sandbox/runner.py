@@ -50,8 +50,11 @@ def run(settings: _Settings) -> int:
 
 
 def seed_proxmox(state) -> None:
-    """Three nodes and one linked-clone template, what `make dev` and the demo expect."""
+    """Three nodes, a shared Ceph storage, and two templates: 9000 on pve1's local-lvm (clones stay
+    on pve1, as on a real cluster) and 9001 on Ceph (clones can go to any node)."""
     gib = 1024**3
+    state.configure(storages={"ceph": {"type": "rbd", "shared": True}})
     for name in ("pve1", "pve2", "pve3"):
         state.add_node(name=name, maxcpu=8, maxmem=32 * gib)
     state.add_vm(vmid=9000, node="pve1", name="ubuntu-2404-template", template=True, maxmem=2 * gib)
+    state.add_vm(vmid=9001, node="pve1", name="ubuntu-2404-shared", template=True, maxmem=2 * gib, storage="ceph")

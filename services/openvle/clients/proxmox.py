@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import requests
 from proxmoxer import ProxmoxAPI, ResourceException
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from openvle.errors import PermanentError
 from openvle.settings import _Settings, get_settings
@@ -56,7 +56,7 @@ class VmidTaken(ProxmoxTransientError):
 _PERMANENT = re.compile(
     r"not supported|not allowed|no such cluster node|protection mode enabled|hostname lookup|"
     r"you can't start a vm if it's a template|does not exist|only root may|not available with api token|"
-    r"no options specified|used in ha resources",
+    r"no options specified|used in ha resources|uses local storage",
     re.IGNORECASE,
 )
 _NOT_FOUND = re.compile(r"Configuration file '.*' does not exist|does not exist", re.IGNORECASE)
@@ -102,7 +102,7 @@ def _call(fn: Callable[[], T]) -> T:
     """One API call: proxmoxer/requests errors become ProxmoxErrors; transient ones retried briefly."""
 
     @retry(
-        retry=retry_if_exception_type(ProxmoxTransientError) & ~retry_if_exception_type(VmidTaken),
+        retry=retry_if_exception(lambda e: isinstance(e, ProxmoxTransientError) and not isinstance(e, VmidTaken)),
         stop=stop_after_attempt(3),
         wait=wait_exponential(multiplier=0.5, max=4),
         reraise=True,
@@ -155,6 +155,9 @@ class Proxmox:
         """Every VM and template in the cluster, wherever it runs."""
         return _call(lambda: self.api.cluster.resources.get(type="vm"))
 
+    def storage_resources(self) -> list[dict]:
+        return _call(lambda: self.api.cluster.resources.get(type="storage"))
+
     def locate(self, vmid: int) -> dict | None:
         """The cluster resource of `vmid` (node, status, lock, name, tags), or None when it does not exist."""
         return next((r for r in self.vm_resources() if int(r.get("vmid", -1)) == vmid), None)
@@ -186,8 +189,10 @@ class Proxmox:
             {"purge": True, "destroy-unreferenced-disks": True})))
 
     def migrate(self, node: str, vmid: int, target: str, online: bool) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools({"target": target,
-                                                                                     "online": online})))
+        # A running VM on local storage live-migrates only with its disks; on shared storage the
+        # option changes nothing.
+        options = {"target": target, "online": online, "with-local-disks": True if online else None}
+        return _call(lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools(options)))
 
     # --- tasks ----------------------------------------------------------------------------------
     def task_status(self, upid: str) -> dict:
