@@ -170,7 +170,11 @@ def test_actions_run_twice_reach_the_same_end_state(pve, start_role):
         done = wait_for(lambda t=task: settled(t.id), 30, "delete", clone_worker)
         assert done.status == "success", done.error
     assert vmid not in sim_vms(pve)
-    assert vm_row(vm_id).state == "deleted"
+    row = vm_row(vm_id)
+    assert row.state == "deleted" and row.vmid is None and row.former_vmid == vmid
+    _, again = request_clone(row.template_id, "reuses-the-id")  # the range gets its id back
+    assert wait_for(lambda: settled(again.id), 60, "a new clone", clone_worker).status == "success"
+    assert vmid in sim_vms(pve)
 
 
 def request_clone_delete(vm_id: int):

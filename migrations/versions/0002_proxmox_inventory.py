@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 19:57:56.846379
+Create Date: 2026-11-22 20:51:42.437806
 """
 
 import sqlalchemy as sa
@@ -50,6 +50,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=63), nullable=False),
     sa.Column('template_id', sa.Integer(), nullable=False),
     sa.Column('vmid', sa.Integer(), nullable=True),
+    sa.Column('former_vmid', sa.Integer(), nullable=True),
     sa.Column('node', sa.String(length=64), nullable=True),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=True),

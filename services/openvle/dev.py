@@ -72,9 +72,12 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
             if role != "sandbox" and sandbox_ca is not None and not _wait_for(sandbox_ca, children["sandbox"]):
                 print("dev | the sandbox did not start (see its lines above); stopping", flush=True)
                 return 1
+            child_env = {**env, "SERVICE_ROLE": role, "PYTHONUNBUFFERED": "1"}
+            if role == "sandbox":
+                child_env.pop("PVE_VERIFY_SSL", None)  # it writes that file; it does not read it
             child = subprocess.Popen(
                 [sys.executable, "-m", "openvle", "run", role],
-                env={**env, "SERVICE_ROLE": role, "PYTHONUNBUFFERED": "1"},
+                env=child_env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             )
             children[role] = child

@@ -86,6 +86,14 @@ def claim_vmid(pve: Proxmox, vm_id: int, also_skip: set[int] = frozenset()) -> i
     raise ProxmoxPermanentError(f"no free VM id left in PVE_VMID_RANGE {low}-{high}: widen it")
 
 
+def release_vmid(vmid: int, vm_id: int) -> None:
+    """Give a deleted VM's id back to the range (only if the claim is still this VM row's)."""
+    key = f"openvle:vmid:{vmid}"
+    redis = get_redis()
+    if int(redis.get(key) or 0) == vm_id:
+        redis.delete(key)
+
+
 def known_nodes() -> list[Node]:
     with session_scope() as session:
         return list(session.execute(select(Node).order_by(Node.name)).scalars())

@@ -209,6 +209,7 @@ class Vm(Base):
     name: Mapped[str] = mapped_column(String(63))  # DNS-name rules, as Proxmox requires
     template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"))
     vmid: Mapped[int | None] = mapped_column(Integer, unique=True)  # allocated before the clone starts
+    former_vmid: Mapped[int | None] = mapped_column(Integer)  # after deletion: the id is free for reuse
     node: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=VmState.PROVISIONING)
     status: Mapped[str | None] = mapped_column(String(16))  # running / stopped as Proxmox says

@@ -31,7 +31,7 @@ from openvle.db.models import CloneMode, Template, Vm, VmState, utcnow
 from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
 from openvle.operations import operation
-from openvle.placement import choose_node, claim_vmid
+from openvle.placement import choose_node, claim_vmid, release_vmid
 from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.jobs.vms")
@@ -228,7 +228,7 @@ def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     settings = get_settings()
     vm = _load(vm_id)
     if vm.state == VmState.DELETED:
-        return {"vmid": vm.vmid, "already": True}
+        return {"vmid": vm.former_vmid, "already": True}
     if vm.state != VmState.DELETING:
         _save(vm.id, state=VmState.DELETING)
     if vm.vmid is None:
@@ -241,7 +241,9 @@ def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
             return result
     found = pve.locate(vm.vmid)
     if found is None or not _ours(pve, found, vm):
-        _save(vm.id, state=VmState.DELETED, status=None, lock=None, upid=None)
+        # Gone: the VM id goes back to the range (the row keeps it as former_vmid).
+        _save(vm.id, state=VmState.DELETED, status=None, lock=None, upid=None, vmid=None, former_vmid=vm.vmid)
+        release_vmid(vm.vmid, vm.id)
         pacing.release(vm.node or "", vm.template_id, vm.id)
         return {"vmid": vm.vmid, "node": vm.node}
     _refresh(vm, found)
