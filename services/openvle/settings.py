@@ -153,19 +153,38 @@ class _Settings(BaseSettings):
     SANDBOX_DIR: str = setting(
         "var/sandbox", "directory where the sandbox writes its CA certificate for clients to trust",
         "a directory path")
-    SANDBOX_SEED: bool = setting(True, "the sandbox starts with nodes pve1-pve3 and a template", "true or false")
+    SANDBOX_SEED: bool = setting(
+        True, "the sandbox starts seeded: Proxmox nodes and templates, a Moodle template course", "true or false")
+    SANDBOX_GUACAMOLE_PORT: int = setting(
+        8080, "port of the Guacamole simulator (HTTP, under /guacamole)", "a TCP port, 1 to 65535", ge=1, le=65535)
+    SANDBOX_MOODLE_PORT: int = setting(
+        8081, "port of the Moodle simulator (HTTP)", "a TCP port, 1 to 65535", ge=1, le=65535)
+    SANDBOX_SMTP_PORT: int = setting(
+        1025, "port of the sandbox mail catcher's SMTP server", "a TCP port, 1 to 65535", ge=1, le=65535)
+    SANDBOX_MAIL_HTTP_PORT: int = setting(
+        8025, "port where the mail catcher shows caught emails (HTTP)", "a TCP port, 1 to 65535", ge=1, le=65535)
 
     # --- Guacamole --------------------------------------------------------------------------------
     GUACAMOLE_URL: str | None = setting(
         None, "Guacamole base URL", "an http(s):// URL, e.g. https://guac.example/guacamole")
     GUACAMOLE_USER: str | None = setting(None, "Guacamole admin user", "a user name")
     GUACAMOLE_PASSWORD: SecretStr | None = setting(None, "Guacamole admin password", "a password")
+    GUACAMOLE_TIMEOUT: int = setting(30, "seconds per Guacamole HTTP call", "seconds, 1 to 600", ge=1, le=600)
     GUACAMOLE_DATASOURCE: str = setting(
         "mysql", "Guacamole data source holding our objects", "e.g. mysql or postgresql")
 
     # --- Moodle -----------------------------------------------------------------------------------
     MOODLE_URL: str | None = setting(None, "Moodle site URL", "an http(s):// URL")
     MOODLE_TOKEN: SecretStr | None = setting(None, "Moodle web service token", "a token")
+    MOODLE_TIMEOUT: int = setting(
+        900, "seconds per Moodle call (course duplication runs a backup and restore inside the call)",
+        "seconds, 5 to 7200", ge=5, le=7200)
+    MOODLE_CATEGORY_ID: int = setting(1, "Moodle category the event courses are created in", "a category id", ge=1)
+    MOODLE_STUDENT_ROLE_ID: int = setting(5, "Moodle role id participants are enrolled with", "a role id", ge=1)
+    MOODLE_TEACHER_ROLE_ID: int = setting(3, "Moodle role id teachers are enrolled with", "a role id", ge=1)
+    MOODLE_ARCHIVE_ACTION: Literal["hide", "delete", "keep"] = setting(
+        "hide", "what archiving an event does to its course (keep also unenrols everyone)",
+        "one of hide, delete, keep")
 
     # --- SMTP -------------------------------------------------------------------------------------
     SMTP_HOST: str = setting("localhost", "SMTP server", "a host name or address")
@@ -175,6 +194,9 @@ class _Settings(BaseSettings):
     SMTP_TLS: Literal["none", "starttls", "ssl"] = setting(
         "none", "SMTP transport security", "one of none, starttls, ssl")
     MAIL_FROM: str = setting("OpenVLE <noreply@localhost>", "From address of every email", "an address")
+    SMTP_TIMEOUT: int = setting(30, "seconds per SMTP conversation", "seconds, 1 to 600", ge=1, le=600)
+    ADMIN_EMAILS: str | None = setting(
+        None, "who is emailed when a task fails for good; empty = nobody", "comma-separated email addresses")
 
     # --- validators -------------------------------------------------------------------------------
     @field_validator("REDIS_URL")
@@ -247,6 +269,10 @@ class _Settings(BaseSettings):
     def vmid_range(self) -> tuple[int, int]:
         low, high = self.PVE_VMID_RANGE.split("-")
         return int(low), int(high)
+
+    @property
+    def admin_emails(self) -> list[str]:
+        return [a.strip() for a in (self.ADMIN_EMAILS or "").split(",") if a.strip()]
 
     @property
     def pve_nodes(self) -> list[str]:

@@ -23,7 +23,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from openvle import records
+from openvle import alerts, records
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import get_engine
@@ -180,6 +180,7 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
         # A permanent error is an expected answer; anything else gets its traceback for debugging.
         log.error("failed for good after %.2fs (%s): %s", took, kind, message, exc_info=None if permanent else exc)
         cancel_jobs(cancelled)
+        alerts.task_failed(task_id, len(cancelled))
     else:
         log.warning("failed after %.2fs: %s; next attempt in %ss", took, message, wait)
         log.debug("traceback of the failed attempt", exc_info=exc)
@@ -196,6 +197,8 @@ def record_lost_attempt(task_id: int, reason: str, final: bool, queue: str) -> N
     with job_context(queue=queue, task_id=task_id):
         log.error("%s (%s)", reason, "failed for good" if final else f"next attempt in {wait}s")
     cancel_jobs(cancelled)
+    if final:
+        alerts.task_failed(task_id, len(cancelled))
 
 
 # --- RQ hooks: attempts that end without an exception in `execute` ------------------------------------

@@ -95,12 +95,32 @@ class TrackingWorker(Worker):
             if handler(job, *exc_info) is False:
                 break
 
+    def teardown(self):
+        super().teardown()
+        if not self.is_horse:
+            self.bookkeeping.close()
+            _logout_guacamole(self.queue_names())
+
     def execute_job(self, job, queue):
         tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
         try:
             super().execute_job(job, queue)
         finally:
             tracking.close_attempt(job, self.bookkeeping.transaction)
+
+
+def _logout_guacamole(queues: list[str]) -> None:
+    """Give the shared Guacamole session back; the next job (any worker) logs in again."""
+    from openvle.settings import get_settings
+
+    if "guacamole" not in queues or not get_settings().GUACAMOLE_URL:
+        return
+    try:
+        from openvle.clients.guacamole import get_guacamole
+
+        get_guacamole().logout()
+    except Exception as exc:  # shutting down anyway
+        log.warning("could not log out of Guacamole: %s", type(exc).__name__)
 
 
 def build_worker(role: str, settings: _Settings) -> Worker:

@@ -217,8 +217,63 @@ class Vm(Base):
     upid: Mapped[str | None] = mapped_column(String(200))  # the Proxmox task this VM waits on
     event_id: Mapped[int | None] = mapped_column(Integer, index=True)
     participant_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # whose VM it is
+    guac_connection_id: Mapped[str | None] = mapped_column(String(64))
+    guac_sharing_profile_id: Mapped[str | None] = mapped_column(String(64))
+    access_link: Mapped[str | None] = mapped_column(String(500))  # Guacamole's #/client/<id> URL
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     missing_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     template: Mapped[Template] = relationship()
+
+
+# --- people and mail ----------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A person: participant or teacher of events; their Guacamole and Moodle accounts are named after this."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)  # lower case: Moodle insists
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    # Generated on first provisioning and sent in the access email; never logged.
+    guacamole_password: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class EmailStatus:
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Email(Base):
+    """One email: rendered when queued, delivered by a Task on the mails queue."""
+
+    __tablename__ = "emails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))  # the template it was rendered from
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(255))
+    body_text: Mapped[str] = mapped_column(LongText)
+    body_html: Mapped[str | None] = mapped_column(LongText)
+    status: Mapped[str] = mapped_column(String(16), default=EmailStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    task_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_emails_status_sent_at", "status", "sent_at"),)

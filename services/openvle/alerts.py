@@ -1,0 +1,30 @@
+"""Tell the admins (ADMIN_EMAILS) when a Task fails for good, so nothing fails silently."""
+
+from __future__ import annotations
+
+import logging
+
+from openvle.db.engine import session_scope
+from openvle.db.models import Task
+from openvle.settings import get_settings
+
+log = logging.getLogger("openvle.alerts")
+
+
+def task_failed(task_id: int, cancelled: int) -> None:
+    admins = get_settings().admin_emails
+    if not admins:
+        return
+    from openvle.mail import queue_email
+
+    try:
+        with session_scope() as session:
+            task = session.get(Task, task_id)
+            if task is None or task.operation.startswith("mail."):
+                return  # a failed alert email must not alert about itself, forever
+            context = {"task": {k: getattr(task, k) for k in ("id", "operation", "target", "queue", "attempts",
+                                                                "error")}, "cancelled": cancelled}
+        for admin in admins:
+            queue_email("task_failed", admin, context, requested_by="alerts")
+    except Exception:  # the failure itself is recorded; a broken alert must not hide it
+        log.exception("could not queue the failure alert for task %s", task_id)

@@ -1,0 +1,163 @@
+"""Browser access through Guacamole (guacamole queue): provision a participant's VM, clean it up.
+
+Provisioning makes: the participant's Guacamole user, a connection to their VM (protocol and port
+from the template), a read-only sharing profile for the teachers, and READ permissions (the
+participant on their connection; each teacher on the connection and the sharing profile). Every
+object is looked up by name before it is created, and a duplicate-name answer counts as "exists",
+so running it twice makes each object once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from sqlalchemy import select, update
+
+from openvle.clients.guacamole import DuplicateName, Guacamole, get_guacamole
+from openvle.context import TaskContext
+from openvle.db.engine import session_scope
+from openvle.db.models import Template, User, Vm, VmState
+from openvle.errors import PermanentError
+from openvle.operations import operation
+
+log = logging.getLogger("openvle.jobs.access")
+
+# Guacamole parameters per protocol beyond host and port (self-signed RDP certificates are the norm
+# on lab VMs, and NLA negotiation must be left to the server).
+PROTOCOL_PARAMETERS: dict[str, dict[str, str]] = {
+    "rdp": {"security": "any", "ignore-cert": "true", "resize-method": "display-update"},
+    "vnc": {},
+    "ssh": {},
+}
+
+
+def sharing_profile_name(vm: Vm) -> str:
+    return f"{vm.name} (teachers, read-only)"
+
+
+def _ensure_user(guac: Guacamole, user: User) -> str:
+    """The user's Guacamole account, with the password we keep for their access email."""
+    password = user.guacamole_password
+    if not password:
+        password = secrets.token_urlsafe(12)
+        with session_scope() as session:
+            session.execute(update(User).where(User.id == user.id).values(guacamole_password=password))
+    attributes = {"guac-full-name": user.full_name, "guac-email-address": user.email}
+    if guac.user(user.username) is None:
+        try:
+            guac.create_user(user.username, password, attributes)
+        except DuplicateName:  # created between our look-up and our create
+            pass
+    return password
+
+
+def _ensure_connection(guac: Guacamole, vm: Vm, template: Template) -> str:
+    parameters = {"hostname": vm.name, "port": str(template.port), **PROTOCOL_PARAMETERS.get(template.protocol, {})}
+    body = {"parentIdentifier": "ROOT", "name": vm.name, "protocol": template.protocol, "parameters": parameters,
+            "attributes": {"max-connections": "", "max-connections-per-user": ""}}
+    existing = _find(guac.connections(), name=vm.name, parentIdentifier="ROOT")
+    if existing is None:
+        try:
+            return guac.create_connection(body)
+        except DuplicateName:
+            existing = _find(guac.connections(), name=vm.name, parentIdentifier="ROOT")
+            if existing is None:
+                raise
+    identifier = str(existing["identifier"])
+    if existing.get("protocol") != template.protocol or guac.connection_parameters(identifier) != parameters:
+        guac.update_connection(identifier, body)  # the VM or template changed since: make it right
+    return identifier
+
+
+def _ensure_sharing_profile(guac: Guacamole, connection_id: str, name: str) -> str:
+    existing = _find(guac.sharing_profiles(), name=name, primaryConnectionIdentifier=connection_id)
+    if existing is not None:
+        return str(existing["identifier"])
+    try:
+        return guac.create_sharing_profile(connection_id, name)
+    except DuplicateName:
+        existing = _find(guac.sharing_profiles(), name=name, primaryConnectionIdentifier=connection_id)
+        if existing is None:
+            raise
+        return str(existing["identifier"])
+
+
+def _find(objects: dict[str, dict], **match: Any) -> dict | None:
+    return next((o for o in objects.values() if all(str(o.get(k)) == str(v) for k, v in match.items())), None)
+
+
+def _load(vm_id: int) -> tuple[Vm, Template, User | None]:
+    with session_scope() as session:
+        vm = session.get(Vm, vm_id)
+        if vm is None:
+            raise PermanentError(f"VM record {vm_id} does not exist")
+        template = session.get(Template, vm.template_id)
+        owner = session.get(User, vm.user_id) if vm.user_id else None
+        return vm, template, owner
+
+
+@operation("guac.provision", queue="guacamole")
+def provision_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) -> dict:
+    vm, template, owner = _load(vm_id)
+    if vm.state != VmState.READY:
+        raise PermanentError(f"VM {vm.name} is {vm.state}, not ready: no access to give")
+    if owner is None:
+        raise PermanentError(f"VM {vm.name} has no participant to give access to")
+    with session_scope() as session:
+        teachers = list(session.execute(select(User).where(User.id.in_(list(teacher_ids)))).scalars())
+    guac = get_guacamole()
+    _ensure_user(guac, owner)
+    for teacher in teachers:
+        _ensure_user(guac, teacher)
+    connection_id = _ensure_connection(guac, vm, template)
+    profile_id = _ensure_sharing_profile(guac, connection_id, sharing_profile_name(vm))
+    guac.grant_read(owner.username, connections=[connection_id])
+    for teacher in teachers:
+        guac.grant_read(teacher.username, connections=[connection_id], sharing_profiles=[profile_id])
+    link = guac.client_link(connection_id)
+    with session_scope() as session:
+        session.execute(update(Vm).where(Vm.id == vm.id).values(
+            guac_connection_id=connection_id, guac_sharing_profile_id=profile_id, access_link=link))
+    ctx.log(f"{owner.username} can reach {vm.name} through connection {connection_id}")
+    return {"connection": connection_id, "sharing_profile": profile_id, "link": link}
+
+
+@operation("guac.cleanup_vm", queue="guacamole")
+def cleanup_vm_access(ctx: TaskContext, vm_id: int) -> dict:
+    """Delete the VM's connection and sharing profile (already gone is fine)."""
+    vm, _, _ = _load(vm_id)
+    guac = get_guacamole()
+    removed = []
+    profiles = guac.sharing_profiles()
+    connection = _find(guac.connections(), name=vm.name, parentIdentifier="ROOT")
+    ids = {vm.guac_connection_id, str(connection["identifier"]) if connection else None} - {None}
+    for identifier in ids:
+        for profile in profiles.values():
+            if str(profile.get("primaryConnectionIdentifier")) == identifier:
+                guac.delete_sharing_profile(str(profile["identifier"]))
+                removed.append(f"sharing profile {profile['identifier']}")
+        if guac.delete_connection(identifier):
+            removed.append(f"connection {identifier}")
+    with session_scope() as session:
+        session.execute(update(Vm).where(Vm.id == vm.id).values(
+            guac_connection_id=None, guac_sharing_profile_id=None, access_link=None))
+    return {"removed": removed}
+
+
+@operation("guac.cleanup_user", queue="guacamole")
+def cleanup_user(ctx: TaskContext, user_id: int) -> dict:
+    """Delete a user's Guacamole account unless another live VM of theirs still has access."""
+    with session_scope() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            return {"deleted": False, "reason": "no such user"}
+        still_used = session.execute(
+            select(Vm.id).where(Vm.user_id == user_id, Vm.guac_connection_id.is_not(None),
+                                Vm.state.in_((VmState.PROVISIONING, VmState.READY)))
+        ).first()
+        username = user.username
+    if still_used is not None:
+        return {"deleted": False, "reason": f"VM {still_used.id} still uses it"}
+    return {"deleted": get_guacamole().delete_user(username)}

@@ -1,0 +1,63 @@
+"""Emails: rendered from templates when queued, stored as a row, delivered by a Task on `mails`.
+
+Templates live in mail_templates/<kind>.subject.txt, <kind>.txt and <kind>.html (Jinja2, HTML
+autoescaped). A kind without templates is a PermanentError: no retry can make it exist.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jinja2
+
+from openvle.db.engine import session_scope
+from openvle.db.models import Email
+from openvle.enqueue import enqueue_operation
+from openvle.errors import PermanentError
+
+KINDS = ("event_deployed", "event_starts_soon", "event_archived", "task_failed")
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("openvle", "mail_templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=jinja2.StrictUndefined,  # a missing value is a bug to see, not an empty line in a mail
+        keep_trailing_newline=True,
+    )
+
+
+def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(subject, text, html) of the email `kind` for `context`."""
+    environment = _environment()
+    try:
+        subject = environment.get_template(f"{kind}.subject.txt").render(context).strip()
+        text = environment.get_template(f"{kind}.txt").render(context)
+    except jinja2.TemplateNotFound:
+        raise PermanentError(f"no email template {kind!r}; known: {', '.join(KINDS)}") from None
+    except jinja2.UndefinedError as exc:
+        raise PermanentError(f"email template {kind!r} needs a value it was not given: {exc}") from None
+    try:
+        html = environment.get_template(f"{kind}.html").render(context)
+    except jinja2.TemplateNotFound:
+        html = None
+    return subject, text, html
+
+
+def queue_email(kind: str, recipient: str, context: dict[str, Any], *, user_id: int | None = None,
+                event_id: int | None = None, requested_by: str | None = None, depends_on=()) -> tuple[int, Any]:
+    """Render and store the email, then queue its delivery. Returns (email id, Task)."""
+    subject, text, html = render(kind, context)
+    with session_scope() as session:
+        email = Email(kind=kind, recipient=recipient, subject=subject, body_text=text, body_html=html,
+                      user_id=user_id, event_id=event_id)
+        session.add(email)
+        session.flush()
+        email_id = email.id
+    task = enqueue_operation("mail.send", {"email_id": email_id}, target=f"email:{email_id}",
+                             requested_by=requested_by, depends_on=depends_on)
+    with session_scope() as session:
+        session.get(Email, email_id).task_id = task.id
+    return email_id, task

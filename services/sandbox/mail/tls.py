@@ -1,0 +1,55 @@
+"""A throwaway self-signed certificate, so clients can verify the catcher with the cert file as CA bundle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def write_self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """Write cert.pem and key.pem (CN localhost; SAN localhost, 127.0.0.1 and `host` if it is an address)."""
+    key = ec.generate_private_key(ec.SECP256R1())  # fast to generate, unlike RSA
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OpenVLE mail sandbox")])
+    alt: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    try:
+        extra = ipaddress.ip_address(host)
+        if not extra.is_unspecified and str(extra) != "127.0.0.1":
+            alt.append(x509.IPAddress(extra))
+    except ValueError:
+        if host and host != "localhost":
+            alt.append(x509.DNSName(host))
+    now = dt.datetime.now(dt.UTC)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        # a self-signed leaf that is its own trust anchor: CA flag and key identifiers keep strict verifiers happy
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
