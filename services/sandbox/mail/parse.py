@@ -56,7 +56,7 @@ def parse_message(raw: bytes, mail_from: str, rcpt_tos: list[str]) -> dict[str, 
     """Fields of one message; `text`/`html` are the message's plain-text and HTML bodies (None when absent),
     `attachments` counts every other leaf part. `headers` maps each header name to its (decoded) value; a
     repeated header (Received) keeps its first value, `raw` has them all."""
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    msg = BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))  # bodies with \n, as sent
     assert isinstance(msg, EmailMessage)
     text_part = msg.get_body(preferencelist=("plain",))
     html_part = msg.get_body(preferencelist=("html",))

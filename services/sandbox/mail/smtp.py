@@ -29,6 +29,16 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 AUTH_DISABLED = "503 5.5.1 Error: authentication not enabled"
 
 
+class _DropLoginDataWarning(logging.Filter):
+    """aiosmtpd 1.4 warns that Session.login_data is deprecated on every successful AUTH, from its own code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_DropLoginDataWarning())
+
+
 def rejected_reply(address: str) -> str:
     return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
 
@@ -36,14 +46,15 @@ def rejected_reply(address: str) -> str:
 class CatchingHandler:
     """aiosmtpd handler hooks: refuse the recipients the state says to, store every accepted message."""
 
-    def __init__(self, state: MailState, auth_enabled: bool):
+    # aiosmtpd takes every handler attribute named auth_* for an AUTH mechanism: hence `with_auth`
+    def __init__(self, state: MailState, with_auth: bool):
         self.state = state
-        self.auth_enabled = auth_enabled
+        self.with_auth = with_auth
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname  # the 5-argument hook must do what aiosmtpd otherwise does itself
-        if not self.auth_enabled:  # aiosmtpd advertises AUTH even with no credentials to check against
+        if not self.with_auth:  # aiosmtpd advertises AUTH even with no credentials to check against
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         return responses
 
@@ -64,8 +75,8 @@ class CatchingHandler:
         except Exception:
             log.exception("cannot parse a message from %s", envelope.mail_from)
             return "451 4.3.0 Error: queue file write error"
-        login = session.login_data
-        message["auth_user"] = login.decode("utf-8", "replace") if isinstance(login, bytes) else login
+        login = session.auth_data
+        message["auth_user"] = login.login.decode("utf-8", "replace") if isinstance(login, LoginPassword) else None
         transport = server.transport
         message["tls"] = transport is not None and transport.get_extra_info("ssl_object") is not None
         stored = self.state.add(message)
@@ -97,7 +108,7 @@ class CatchingSMTP(SMTP):
     def __init__(self, handler: CatchingHandler, *, state: MailState, **kwargs: Any):
         super().__init__(handler, **kwargs)
         self._state = state
-        self._auth_enabled = handler.auth_enabled
+        self._auth_enabled = handler.with_auth
 
     async def check_auth_needed(self, caller_method: str) -> bool:
         # aiosmtpd's own auth_required warns when TLS is not required as well; the sandbox allows plain AUTH

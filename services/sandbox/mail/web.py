@@ -33,6 +33,7 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "OpenVLE-mail-sandbox/1.0"
+    timeout = 30  # an idle connection does not hold a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
