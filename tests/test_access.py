@@ -151,3 +151,15 @@ def load(task_id):
     from helpers import load_task
 
     return load_task(task_id)
+
+
+def test_the_session_is_reused_and_given_back_when_the_worker_stops(guac, start_role):
+    vm_id, teacher_ids = people_and_vm()
+    worker = start_role("worker", **guac.env)
+    provision(guac, worker, vm_id, teacher_ids)
+    provision(guac, worker, vm_id, teacher_ids)
+    assert state(guac)["tokens"] == 1  # one login for both jobs (two work horses)
+
+    assert worker.stop() == 0
+
+    assert state(guac)["tokens"] == 0
