@@ -48,6 +48,15 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
         sandbox_ca.unlink(missing_ok=True)
         env.update(PVE_HOST="127.0.0.1", PVE_PORT=str(settings.SANDBOX_PVE_PORT), PVE_USER="openvle@pve",
                    PVE_TOKEN_NAME="dev", PVE_TOKEN_VALUE=uuid.uuid4().hex, PVE_VERIFY_SSL=str(sandbox_ca))
+        # The other outside systems, unless given, are the sandbox's too.
+        if "SMTP_HOST" not in os.environ:
+            env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(settings.SANDBOX_SMTP_PORT), SMTP_TLS="none")
+            print(f"dev | emails are caught at http://127.0.0.1:{settings.SANDBOX_MAIL_HTTP_PORT}/", flush=True)
+        if "GUACAMOLE_URL" not in os.environ:
+            env.update(GUACAMOLE_URL=f"http://127.0.0.1:{settings.SANDBOX_GUACAMOLE_PORT}/guacamole",
+                       GUACAMOLE_USER="guacadmin", GUACAMOLE_PASSWORD=uuid.uuid4().hex)
+        if "MOODLE_URL" not in os.environ:
+            env.update(MOODLE_URL=f"http://127.0.0.1:{settings.SANDBOX_MOODLE_PORT}", MOODLE_TOKEN=uuid.uuid4().hex)
     else:
         roles = tuple(r for r in roles if r != "sandbox")
     before, after = upgrade(get_engine())

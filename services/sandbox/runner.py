@@ -23,28 +23,61 @@ def ca_file(settings: _Settings) -> Path:
 
 
 def run(settings: _Settings) -> int:
+    """Start every simulator the settings give credentials for; write the CA file last (it tells
+    `openvle dev` the sandbox is ready)."""
+    from sandbox.mail import MailCatcher
     from sandbox.proxmox import ProxmoxSimulator
 
     if not (settings.PVE_USER and settings.PVE_TOKEN_NAME and settings.PVE_TOKEN_VALUE):
         log.error("cannot start: set PVE_USER, PVE_TOKEN_NAME and PVE_TOKEN_VALUE (the token the sandbox accepts)")
         return 1
+    host = settings.SANDBOX_HOST
+    running = []
     pve = ProxmoxSimulator(
-        host=settings.SANDBOX_HOST, port=settings.SANDBOX_PVE_PORT, user=settings.PVE_USER,
+        host=host, port=settings.SANDBOX_PVE_PORT, user=settings.PVE_USER,
         token_name=settings.PVE_TOKEN_NAME, token_value=settings.PVE_TOKEN_VALUE.get_secret_value(),
-    )
-    pve.start()
+    ).start()
+    running.append(pve)
     if settings.SANDBOX_SEED:
         seed_proxmox(pve.state)
+    log.info("Proxmox simulator on %s; admin API at %s/_sandbox/state", pve.url, pve.url)
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every connection at INFO
+    mail = MailCatcher(host=host, smtp_port=settings.SANDBOX_SMTP_PORT, http_port=settings.SANDBOX_MAIL_HTTP_PORT)
+    running.append(mail.start())
+    log.info("mail catcher: SMTP on %s:%s, caught emails at %s", host, mail.smtp_port, mail.http_url)
+
+    if settings.GUACAMOLE_USER and settings.GUACAMOLE_PASSWORD:
+        from sandbox.guacamole import GuacamoleSimulator
+
+        guac = GuacamoleSimulator(host=host, port=settings.SANDBOX_GUACAMOLE_PORT, username=settings.GUACAMOLE_USER,
+                                  password=settings.GUACAMOLE_PASSWORD.get_secret_value(),
+                                  data_source=settings.GUACAMOLE_DATASOURCE)
+        guac.start()
+        running.append(guac)
+        log.info("Guacamole simulator on %s", guac.url)
+    if settings.MOODLE_TOKEN:
+        from sandbox.moodle import MoodleSimulator
+
+        moodle = MoodleSimulator(host=host, port=settings.SANDBOX_MOODLE_PORT,
+                                 token=settings.MOODLE_TOKEN.get_secret_value())
+        moodle.start()
+        running.append(moodle)
+        if settings.SANDBOX_SEED:
+            moodle.state.seed()
+        log.info("Moodle simulator on %s", moodle.url)
+
     target = ca_file(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(pve.ca_path, target)
-    log.info("Proxmox simulator on %s (CA %s); admin API at %s/_sandbox/state", pve.url, target, pve.url)
+    log.info("sandbox ready (Proxmox CA at %s)", target)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    pve.stop()
+    for simulator in reversed(running):
+        simulator.stop()
     log.info("sandbox stopped")
     return 0
 

@@ -71,7 +71,7 @@ class Moodle:
         form = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
         form += flatten(params)
         try:
-            response = self._http.post(PATH, data=form)
+            response = self._http.post(PATH, data=dict(form))  # PHP bracket keys are unique
         except httpx.TimeoutException:
             raise MoodleTransientError(f"Moodle did not answer {function} in time (MOODLE_TIMEOUT)") from None
         except httpx.TransportError as exc:
