@@ -46,8 +46,9 @@ class Stores:
         return Redis.from_url(self.redis_url)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """Environment for a role started as its own process, as compose would."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))}
+        """Environment for a role started as its own process, as compose would: the machine's
+        environment, the test stores and `extra`; never what an earlier test put in os.environ."""
+        env = {k: v for k, v in _ORIGINAL_ENVIRON.items() if not k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))}
         env.update(REDIS_URL=self.redis_url, DATABASE_URL=self.database_url, PYTHONUNBUFFERED="1",
                    LOG_LEVEL="INFO", BACKEND_MIGRATE_ON_START="false")
         env.update(extra)
@@ -101,11 +102,18 @@ def stores(tmp_path_factory) -> Iterator[Stores]:
         embedded_redis.stop()
 
 
+_ORIGINAL_ENVIRON = dict(os.environ)
+
+
 def _use(chosen: Stores, **extra: str) -> None:
-    """Point this process's settings, engine and Redis at the test stores."""
+    """Point this process's settings, engine and Redis at the test stores; nothing a previous test
+    set (SMTP_HOST, ADMIN_EMAILS, ...) survives into the next one."""
     for key in list(os.environ):
-        if key.startswith(("QUEUE_", "WORKER_", "SERVICE_")):
+        if not key.startswith("PYTEST_") and (key not in _ORIGINAL_ENVIRON or key.startswith(
+                ("QUEUE_", "WORKER_", "SERVICE_"))):
             del os.environ[key]
+    os.environ.update({k: v for k, v in _ORIGINAL_ENVIRON.items()
+                       if not k.startswith(("QUEUE_", "WORKER_", "SERVICE_", "PYTEST_"))})
     os.environ.update({"REDIS_URL": chosen.redis_url, "DATABASE_URL": chosen.database_url, **extra})
     from openvle.db import engine
     from openvle.settings import get_settings
