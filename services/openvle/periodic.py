@@ -38,6 +38,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("reconcile", "housekeeping.reconcile", every=lambda s: s.RECONCILE_INTERVAL),
     Periodic("purge-tasks", "housekeeping.purge_tasks", cron="30 3 * * *"),
     Periodic("email-cleanup", "mail.cleanup", cron="0 2 * * *"),
+    Periodic("event-lifecycle", "events.lifecycle", cron="0 1 * * *"),
 )
 BY_NAME = {p.name: p for p in PERIODIC}
 

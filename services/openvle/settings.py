@@ -102,6 +102,9 @@ class _Settings(BaseSettings):
         4, "weeks sent emails are kept before the daily cleanup deletes them", "weeks, 1 to 520", ge=1, le=520)
     EVENTS_START_PREP_TIME_DAYS: int = setting(
         7, "days before its start an event is deployed", "days, 0 to 365", ge=0, le=365)
+    EVENTS_NOTICE_DAYS: int = setting(
+        3, "days before its start each participant gets one 'your lab starts in N days' email", "days, 1 to 60",
+        ge=1, le=60)
     EVENTS_END_PREP_TIME_DAYS: int = setting(
         7, "days after its end an event is archived", "days, 0 to 365", ge=0, le=365)
 

@@ -106,6 +106,7 @@ class Task(Base):
         Index("ix_tasks_status_updated_at", "status", "updated_at"),
         Index("ix_tasks_operation_target", "operation", "target"),
         Index("ix_tasks_created_at", "created_at"),
+        Index("ix_tasks_requested_by", "requested_by"),  # an orchestrator follows the steps it made
     )
 
 
@@ -277,3 +278,65 @@ class Email(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_emails_status_sent_at", "status", "sent_at"),)
+
+
+# --- events ------------------------------------------------------------------------------------------
+
+
+class EventStatus:
+    DRAFT = "draft"  # being prepared: the lifecycle leaves it alone
+    SCHEDULED = "scheduled"  # the lifecycle deploys it EVENTS_START_PREP_TIME_DAYS before its start
+    DEPLOYING = "deploying"
+    DEPLOYED = "deployed"
+    DEPLOYED_WITH_FAILURES = "deployed_with_failures"  # some participants' steps failed: see status_reason
+    ARCHIVING = "archiving"
+    ARCHIVED = "archived"
+    FAILED = "failed"  # archiving failed: see status_reason
+
+    ALL = (DRAFT, SCHEDULED, DEPLOYING, DEPLOYED, DEPLOYED_WITH_FAILURES, ARCHIVING, ARCHIVED, FAILED)
+
+
+class Role:
+    PARTICIPANT = "participant"
+    TEACHER = "teacher"
+
+
+class Event(Base):
+    """A course or lab: a VM, browser access and a course seat for every participant, for a while."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    start_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    end_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"))
+    status: Mapped[str] = mapped_column(String(32), default=EventStatus.SCHEDULED, index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)  # who failed and why
+    active_task_id: Mapped[int | None] = mapped_column(Integer)  # the deploy/archive in flight, if any
+    moodle_course_id: Mapped[int | None] = mapped_column(Integer)
+    moodle_course_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    deployed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    template: Mapped[Template] = relationship()
+
+
+class Participant(Base):
+    """A person in an event, as participant (gets a VM) or teacher (sees every VM, read-only)."""
+
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[str] = mapped_column(String(16), default=Role.PARTICIPANT)
+    vm_id: Mapped[int | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"))
+    access_email_id: Mapped[int | None] = mapped_column(Integer)
+    notice_sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # "starts in N days", once
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("event_id", "user_id"),)

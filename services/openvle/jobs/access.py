@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from openvle.clients.guacamole import DuplicateName, Guacamole, get_guacamole
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
-from openvle.db.models import Template, User, Vm, VmState
+from openvle.db.models import Event, EventStatus, Participant, Template, User, Vm, VmState
 from openvle.errors import PermanentError
 from openvle.operations import operation
 
@@ -147,17 +147,28 @@ def cleanup_vm_access(ctx: TaskContext, vm_id: int) -> dict:
 
 
 @operation("guac.cleanup_user", queue="guacamole")
-def cleanup_user(ctx: TaskContext, user_id: int) -> dict:
-    """Delete a user's Guacamole account unless another live VM of theirs still has access."""
+def cleanup_user(ctx: TaskContext, user_id: int, event_id: int | None = None) -> dict:
+    """Delete a user's Guacamole account unless something else still needs it: a live VM of theirs
+    with access, or another event (than `event_id`) they are in that is deployed or on its way."""
     with session_scope() as session:
         user = session.get(User, user_id)
         if user is None:
             return {"deleted": False, "reason": "no such user"}
-        still_used = session.execute(
+        vm = session.execute(
             select(Vm.id).where(Vm.user_id == user_id, Vm.guac_connection_id.is_not(None),
                                 Vm.state.in_((VmState.PROVISIONING, VmState.READY)))
         ).first()
+        other = session.execute(
+            select(Event.id).join(Participant, Participant.event_id == Event.id)
+            .where(Participant.user_id == user_id, Participant.removed_at.is_(None), Event.id != (event_id or 0),
+                   Event.status.in_(ACTIVE_EVENT))
+        ).first()
         username = user.username
-    if still_used is not None:
-        return {"deleted": False, "reason": f"VM {still_used.id} still uses it"}
+    if vm is not None:
+        return {"deleted": False, "reason": f"VM {vm.id} still uses it"}
+    if other is not None:
+        return {"deleted": False, "reason": f"event {other.id} still needs it"}
     return {"deleted": get_guacamole().delete_user(username)}
+
+
+ACTIVE_EVENT = (EventStatus.DEPLOYING, EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)

@@ -18,6 +18,11 @@ from openvle.settings import get_settings
 
 @operation("mail.send", queue="mails")
 def send_email(ctx: TaskContext, email_id: int) -> dict:
+    return deliver(ctx, email_id)
+
+
+def deliver(ctx: TaskContext, email_id: int) -> dict:
+    """Send a stored email once; record the outcome on its row (failed when no retry is left)."""
     with session_scope() as session:
         email = session.get(Email, email_id)
         if email is None:

@@ -1,0 +1,259 @@
+"""Events: what teachers and admins ask for (deploy, archive, retry), guarded so an event never has
+two deploys or two archives in flight, whoever triggers them (scheduler, a teacher, a double click).
+
+A request is enqueued at most once per event and operation: a short Redis lock serialises the
+"is one already active?" check with the enqueue, and the orchestrator job itself claims the event
+in the DB (a conditional UPDATE) before it acts, so even a duplicate that slipped through does
+nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from openvle.connections import get_redis
+from openvle.db.engine import session_scope
+from openvle.db.models import (
+    CloneMode,
+    Event,
+    EventStatus,
+    Participant,
+    Role,
+    Task,
+    TaskStatus,
+    Template,
+    User,
+    utcnow,
+)
+from openvle.enqueue import enqueue_operation
+
+log = logging.getLogger("openvle.events")
+
+DEPLOYABLE = (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED,
+              EventStatus.DEPLOYING)
+ARCHIVABLE = (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED, EventStatus.ARCHIVING,
+              EventStatus.SCHEDULED, EventStatus.DRAFT)
+
+
+class EventError(ValueError):
+    """A request that cannot be honoured as asked (unknown event, wrong state): say why."""
+
+
+@dataclass(frozen=True)
+class Request:
+    task_id: int
+    created: bool  # False: an identical request was already in flight, this is it
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "event"
+
+
+def active_task(event_id: int, operation: str) -> Task | None:
+    with session_scope() as session:
+        return session.execute(
+            select(Task).where(Task.operation == operation, Task.target == f"event:{event_id}",
+                               Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
+        ).scalar_one_or_none()
+
+
+def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_by: str) -> Request:
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        if event is None:
+            raise EventError(f"event {event_id} does not exist")
+        status = event.status
+    lock = get_redis().lock(f"openvle:event:{event_id}:request", timeout=30, blocking_timeout=30)
+    with lock:
+        running = active_task(event_id, operation)
+        if running is not None:
+            return Request(running.id, created=False)
+        if status not in allowed:
+            raise EventError(f"event {event_id} is {status}: cannot {operation.split('.')[1]} it now")
+        task = enqueue_operation(operation, {"event_id": event_id}, target=f"event:{event_id}",
+                                 requested_by=requested_by)
+    log.info("%s of event %s requested by %s: task %s", operation, event_id, requested_by, task.id)
+    return Request(task.id, created=True)
+
+
+def request_deploy(event_id: int, requested_by: str = "cli") -> Request:
+    """Deploy the event, or re-run what is missing after failures ("retry failed")."""
+    return _request(event_id, "event.deploy", DEPLOYABLE, requested_by)
+
+
+def request_archive(event_id: int, requested_by: str = "cli") -> Request:
+    return _request(event_id, "event.archive", ARCHIVABLE, requested_by)
+
+
+def participants(event_id: int, ids: list[int] | None = None) -> list[Participant]:
+    """The event's current people; or exactly those `ids` (a removed one included, to archive them)."""
+    query = select(Participant).where(Participant.event_id == event_id).order_by(Participant.id)
+    if ids is None:
+        query = query.where(Participant.removed_at.is_(None))
+    else:
+        query = query.where(Participant.id.in_(ids))
+    with session_scope() as session:
+        return list(session.execute(query).scalars())
+
+
+# --- making templates, people and events (the CLI and tests use these) ----------------------------
+
+
+def create_template(name: str, pve_vmid: int, node: str, clone_mode: str = "linked", protocol: str = "rdp",
+                    port: int | None = None, moodle_course_id: int | None = None) -> int:
+    if clone_mode not in (CloneMode.LINKED, CloneMode.FULL):
+        raise EventError(f"template {name}: clone_mode must be linked or full, not {clone_mode!r}")
+    if protocol not in DEFAULT_PORTS:
+        raise EventError(f"template {name}: protocol must be one of {', '.join(DEFAULT_PORTS)}, not {protocol!r}")
+    with session_scope() as session:
+        template = session.execute(select(Template).where(Template.name == name)).scalar_one_or_none() \
+            or Template(name=name)
+        template.pve_vmid, template.node, template.clone_mode = pve_vmid, node, clone_mode
+        template.protocol, template.port = protocol, port or DEFAULT_PORTS[protocol]
+        template.moodle_course_id = moodle_course_id
+        session.add(template)
+        session.flush()
+        return template.id
+
+
+def ensure_user(username: str, email: str, first_name: str = "", last_name: str = "") -> int:
+    username = username.strip().lower()
+    if not re.fullmatch(r"[a-z0-9._@-]{1,100}", username):
+        raise EventError(f"user name {username!r}: use lower-case letters, digits and . _ @ -")
+    if "@" not in email:
+        raise EventError(f"user {username}: {email!r} is not an email address")
+    with session_scope() as session:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            user = User(username=username, email=email, first_name=first_name or username, last_name=last_name)
+            session.add(user)
+        else:
+            user.email, user.first_name, user.last_name = email, first_name or user.first_name, last_name
+        session.flush()
+        return user.id
+
+
+def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: dt.datetime,
+                 participants_: list[dict] = (), teachers: list[dict] = (), description: str | None = None,
+                 status: str = EventStatus.SCHEDULED) -> int:
+    if end_at <= start_at:
+        raise EventError(f"event {name}: its end ({end_at}) must come after its start ({start_at})")
+    if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED):
+        raise EventError(f"event {name}: a new event is draft or scheduled, not {status!r}")
+    with session_scope() as session:
+        column = Template.id if isinstance(template, int) else Template.name
+        template_id = session.execute(select(Template.id).where(column == template)).scalar()
+    if template_id is None:
+        raise EventError(f"event {name}: template {template!r} does not exist (create it first)")
+    people = [(ensure_user(**p), Role.PARTICIPANT) for p in participants_]
+    people += [(ensure_user(**t), Role.TEACHER) for t in teachers]
+    with session_scope() as session:
+        event = Event(name=name, description=description, start_at=start_at, end_at=end_at,
+                      template_id=template_id, status=status)
+        session.add(event)
+        session.flush()
+        session.add_all(Participant(event_id=event.id, user_id=uid, role=role) for uid, role in dict(people).items())
+        return event.id
+
+
+def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT) -> int:
+    """Add someone; in a deployed event, provision just them."""
+    from openvle.jobs.events import plan_deploy
+
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        if event is None:
+            raise EventError(f"event {event_id} does not exist")
+        person = session.execute(select(Participant).where(
+            Participant.event_id == event_id, Participant.user_id == user_id)).scalar_one_or_none()
+        if person is None:
+            person = Participant(event_id=event_id, user_id=user_id, role=role)
+            session.add(person)
+        person.removed_at, person.role = None, role
+        session.flush()
+        pid, deployed = person.id, event.status in (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)
+    if deployed and role == Role.PARTICIPANT:
+        plan_deploy(event_id, by=f"participant:{pid}", only=[pid])
+    return pid
+
+
+def remove_participant(event_id: int, user_id: int) -> int:
+    """Remove someone; in a deployed event, archive just them (access, VM, account)."""
+    from openvle.jobs.events import plan_archive
+
+    with session_scope() as session:
+        person = session.execute(select(Participant).where(
+            Participant.event_id == event_id, Participant.user_id == user_id,
+            Participant.removed_at.is_(None))).scalar_one_or_none()
+        if person is None:
+            raise EventError(f"user {user_id} is not in event {event_id}")
+        person.removed_at = utcnow()
+        pid = person.id
+        status = session.get(Event, event_id).status
+    if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.ARCHIVED):
+        plan_archive(event_id, by=f"participant:{pid}", only=[pid])
+    return pid
+
+
+# --- progress ---------------------------------------------------------------------------------------
+
+STAGES = ("clone", "start", "access", "course", "enrol", "email")
+
+
+def progress(event_id: int) -> dict:
+    """Per participant and stage the state of its latest step (queued, running, done, failed,
+    cancelled), and one percentage for the event's latest deploy or archive."""
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        if event is None:
+            raise EventError(f"event {event_id} does not exist")
+        latest_run = session.execute(
+            select(Task.id, Task.operation, Task.status).where(
+                Task.target == f"event:{event_id}", Task.operation.in_(("event.deploy", "event.archive")))
+            .order_by(Task.id.desc()).limit(1)
+        ).first()
+        rows = session.execute(
+            select(Task.id, Task.target, Task.status, Task.error).where(Task.target.like(f"event:{event_id}/%"))
+        ).all()
+        names = dict(session.execute(
+            select(Participant.id, User.username).join(User, User.id == Participant.user_id)
+            .where(Participant.event_id == event_id)).all())
+        summary = {"event_id": event_id, "name": event.name, "status": event.status,
+                   "reason": event.status_reason}
+    latest: dict[str, tuple] = {}
+    for row in rows:
+        if row.target not in latest or row.id > latest[row.target][0]:
+            latest[row.target] = (row.id, row.status)
+    people: dict[str, dict[str, str]] = {}
+    stages: dict[str, dict[str, int]] = {}
+    for target, (_, status) in latest.items():
+        parts = target.split("/")
+        stage = parts[-1]
+        owner = names.get(int(parts[1].split(":")[1]), parts[1]) if len(parts) == 3 else "event"
+        state = STATE_WORDS.get(status, status)
+        people.setdefault(owner, {})[stage] = state
+        stages.setdefault(stage, {}).setdefault(state, 0)
+        stages[stage][state] += 1
+    run_steps = []
+    if latest_run is not None:
+        with session_scope() as session:
+            run_steps = session.execute(select(Task.status).where(
+                Task.requested_by == f"task:{latest_run.id}")).scalars().all()
+    settled = sum(1 for s in run_steps if s in TaskStatus.FINAL)
+    summary.update(
+        operation=latest_run.operation if latest_run else None,
+        percent=settled * 100 // len(run_steps) if run_steps else 0,
+        steps=len(run_steps), settled=settled, stages=stages, participants=people,
+        in_flight=latest_run is not None and latest_run.status in TaskStatus.ACTIVE,
+    )
+    return summary
+
+
+STATE_WORDS = {TaskStatus.QUEUED: "queued", TaskStatus.PROCESSING: "running", TaskStatus.SUCCESS: "done",
+               TaskStatus.ERROR: "failed", TaskStatus.CANCELLED: "cancelled"}
+DEFAULT_PORTS = {"rdp": 3389, "vnc": 5900, "ssh": 22}

@@ -1,0 +1,383 @@
+"""Deploy and archive whole events (core_periodic), and the steps only events have.
+
+An orchestrator job (`event.deploy` / `event.archive`) claims the event, plans the steps that are
+still missing and enqueues them as Tasks chained with RQ dependencies, then checks back until every
+step has settled and records the outcome. Per participant, deploy is clone → start → access, and
+once per event course → enrol; each participant's access email waits for their access and the
+enrolment; the final marker waits for everything. A step that fails for good cancels what depends
+on it (and so the marker): the event ends "deployed with failures", naming who and why, and
+"retry failed" plans again, finding most of the work already done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from openvle.context import CheckBack, TaskContext
+from openvle.db.engine import session_scope
+from openvle.db.models import (
+    Email,
+    EmailStatus,
+    Event,
+    EventStatus,
+    Participant,
+    Role,
+    Task,
+    TaskStatus,
+    User,
+    Vm,
+    VmState,
+    utcnow,
+)
+from openvle.enqueue import enqueue_operation
+from openvle.errors import PermanentError
+from openvle.events import participants, slug
+from openvle.jobs import courses
+from openvle.jobs.mail import deliver
+from openvle.jobs.vms import dns_name
+from openvle.mail import render
+from openvle.operations import operation
+from openvle.settings import get_settings
+
+log = logging.getLogger("openvle.jobs.events")
+
+FOLLOW_EVERY = 3  # seconds between the orchestrator's looks at its steps
+
+
+# --- claiming -----------------------------------------------------------------------------------------
+
+
+def _claim(event_id: int, task_id: int, status: str) -> bool:
+    """Make this orchestrator the event's only active one (an atomic conditional UPDATE)."""
+    finished = select(Task.id).where(Task.status.in_(TaskStatus.FINAL))
+    with session_scope() as session:
+        claimed = session.execute(
+            update(Event)
+            .where(Event.id == event_id,
+                   or_(Event.active_task_id.is_(None), Event.active_task_id == task_id,
+                       Event.active_task_id.in_(finished)))
+            .values(active_task_id=task_id, status=status, status_reason=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return claimed == 1
+
+
+def _release(event_id: int, task_id: int, status: str, reason: str | None, **values: Any) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Event).where(Event.id == event_id, Event.active_task_id == task_id)
+            .values(active_task_id=None, status=status, status_reason=reason, **values)
+        )
+
+
+def _load_event(event_id: int) -> Event:
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        if event is None:
+            raise PermanentError(f"event {event_id} does not exist")
+        event.template  # noqa: B018 (load it while the session is open)
+        return event
+
+
+# --- deploy -------------------------------------------------------------------------------------------
+
+
+@operation("event.deploy", queue="core_periodic")
+def deploy_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
+    if ctx.checks == 0:
+        if not _claim(event_id, ctx.task_id, EventStatus.DEPLOYING):
+            return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
+        planned = plan_deploy(event_id, by=f"task:{ctx.task_id}")
+        ctx.log(f"planned {planned} step(s)")
+    return _follow(ctx, event_id, "deploy")
+
+
+def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
+    """Enqueue the deploy steps still missing (for `only` these participants, when given)."""
+    event = _load_event(event_id)
+    people = participants(event_id, ids=only)
+    teachers = [p.user_id for p in participants(event_id) if p.role == Role.TEACHER]
+    steps = 0
+    course_task = enrol_task = None
+    if event.template.moodle_course_id:
+        if event.moodle_course_id is None and only is None:
+            course_task = enqueue_operation("event.course", {"event_id": event_id}, target=_t(event_id, "course"),
+                                            requested_by=by)
+            steps += 1
+        if course_task is not None or event.moodle_course_id is not None:
+            enrol_task = enqueue_operation("event.enrol", {"event_id": event_id}, target=_t(event_id, "enrol"),
+                                           requested_by=by, depends_on=[course_task] if course_task else ())
+            steps += 1
+    finals = [t for t in (course_task, enrol_task) if t is not None]
+    for person in people:
+        if person.role != Role.PARTICIPANT:
+            continue
+        chain = _participant_chain(event, person, teachers, by, enrol_task)
+        steps += len(chain)
+        finals += chain
+    if only is None:  # the final marker: runs only when every step succeeded
+        enqueue_operation("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
+                          requested_by=by, depends_on=finals)
+        steps += 1
+    return steps
+
+
+def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str, enrol_task) -> list:
+    vm = _vm_for(event, person)
+    target = f"event:{event.id}/participant:{person.id}"
+    chain, previous = [], []
+    if vm.state != VmState.READY:
+        previous = [enqueue_operation("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
+        chain += previous
+    if vm.state != VmState.READY or vm.status != "running":
+        previous = [enqueue_operation("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
+                                      depends_on=previous)]
+        chain += previous
+    if vm.guac_connection_id is None or chain:
+        previous = [enqueue_operation("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
+                                      target=f"{target}/access", requested_by=by, depends_on=previous)]
+        chain += previous
+    if not _access_email_sent(person):
+        chain.append(enqueue_operation("event.access_email", {"participant_id": person.id},
+                                       target=f"{target}/email", requested_by=by,
+                                       depends_on=previous + ([enrol_task] if enrol_task else [])))
+    return chain
+
+
+def _vm_for(event: Event, person: Participant) -> Vm:
+    """The participant's VM row, made (before any clone) when they have none or theirs is gone."""
+    with session_scope() as session:
+        vm = session.get(Vm, person.vm_id) if person.vm_id else None
+        if vm is None or vm.state in (VmState.DELETED, VmState.MISSING):
+            user = session.get(User, person.user_id)
+            vm = Vm(name=dns_name(f"{slug(event.name)}-{event.id}-{user.username}"), template_id=event.template_id,
+                    event_id=event.id, participant_id=person.id, user_id=person.user_id)
+            session.add(vm)
+            session.flush()
+            session.execute(update(Participant).where(Participant.id == person.id).values(vm_id=vm.id))
+        session.expunge(vm)
+        return vm
+
+
+def _access_email_sent(person: Participant) -> bool:
+    if person.access_email_id is None:
+        return False
+    with session_scope() as session:
+        return session.execute(select(Email.status).where(Email.id == person.access_email_id)).scalar() == \
+            EmailStatus.SENT
+
+
+def _t(event_id: int, stage: str) -> str:
+    return f"event:{event_id}/{stage}"
+
+
+@operation("event.course", queue="moodle")
+def event_course(ctx: TaskContext, event_id: int) -> dict:
+    event = _load_event(event_id)
+    if event.moodle_course_id is not None:
+        return {"course_id": event.moodle_course_id}
+    result = courses.deploy_course(ctx, template_course_id=event.template.moodle_course_id,
+                                   shortname=f"{slug(event.name)}-{event.id}", fullname=event.name)
+    with session_scope() as session:
+        session.execute(update(Event).where(Event.id == event_id).values(
+            moodle_course_id=result["course_id"], moodle_course_url=result["url"]))
+    return result
+
+
+@operation("event.enrol", queue="moodle")
+def event_enrol(ctx: TaskContext, event_id: int) -> dict:
+    event = _load_event(event_id)
+    if event.moodle_course_id is None:
+        raise PermanentError(f"event {event_id} has no course yet: its course step did not succeed")
+    people = participants(event_id)
+    return courses.enrol(ctx, course_id=event.moodle_course_id,
+                         student_ids=[p.user_id for p in people if p.role == Role.PARTICIPANT],
+                         teacher_ids=[p.user_id for p in people if p.role == Role.TEACHER])
+
+
+@operation("event.access_email", queue="mails")
+def access_email(ctx: TaskContext, participant_id: int) -> dict:
+    """Render the access email from what deploy made (link, course) and send it once."""
+    with session_scope() as session:
+        person = session.get(Participant, participant_id)
+        if person is None:
+            raise PermanentError(f"participant {participant_id} does not exist")
+        email_id = person.access_email_id
+        if email_id is None:
+            event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
+            vm = session.get(Vm, person.vm_id) if person.vm_id else None
+            if vm is None or not vm.access_link:
+                raise PermanentError(f"{user.username} has no access link yet: their access step did not succeed")
+            subject, text, html = render("event_deployed", {
+                "user": {"full_name": user.full_name}, "event": _event_view(event),
+                "access_link": vm.access_link, "guacamole_username": user.username,
+                "guacamole_password": user.guacamole_password, "course_url": event.moodle_course_url})
+            email = Email(kind="event_deployed", recipient=user.email, subject=subject, body_text=text,
+                          body_html=html, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
+            session.add(email)
+            session.flush()
+            email_id = person.access_email_id = email.id
+    return deliver(ctx, email_id)
+
+
+def _event_view(event: Event) -> dict:
+    return {"name": event.name, "start": f"{event.start_at:%Y-%m-%d %H:%M} UTC" if event.start_at else None}
+
+
+@operation("event.mark_deployed", queue="core_periodic")
+def mark_deployed(ctx: TaskContext, event_id: int) -> dict:
+    """Runs only when every step of the deploy succeeded."""
+    with session_scope() as session:
+        session.execute(update(Event).where(Event.id == event_id).values(deployed_at=utcnow()))
+    return {"event_id": event_id, "deployed": True}
+
+
+# --- archive ------------------------------------------------------------------------------------------
+
+
+@operation("event.archive", queue="core_periodic")
+def archive_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
+    if ctx.checks == 0:
+        if not _claim(event_id, ctx.task_id, EventStatus.ARCHIVING):
+            return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
+        planned = plan_archive(event_id, by=f"task:{ctx.task_id}")
+        ctx.log(f"planned {planned} step(s)")
+    return _follow(ctx, event_id, "archive")
+
+
+def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
+    event = _load_event(event_id)
+    people = participants(event_id, ids=only)
+    finals: list = []
+    for person in people:
+        finals += _participant_teardown(event, person, by, notify=only is None)
+    if event.moodle_course_id is not None and only is None:
+        finals.append(enqueue_operation("event.course_archive", {"event_id": event_id},
+                                        target=_t(event_id, "course"), requested_by=by))
+    if only is None:
+        enqueue_operation("event.mark_archived", {"event_id": event_id}, target=_t(event_id, "archived"),
+                          requested_by=by, depends_on=finals)
+    return len(finals) + (1 if only is None else 0)
+
+
+def _participant_teardown(event: Event, person: Participant, by: str, notify: bool) -> list:
+    """Delete the Guacamole connection → stop the VM → delete the VM; then the user's Guacamole
+    account (if nothing else needs it) and, for a whole archive, the notice email."""
+    target = f"event:{event.id}/participant:{person.id}"
+    chain: list = []
+    with session_scope() as session:
+        vm = session.get(Vm, person.vm_id) if person.vm_id else None
+    if vm is not None and vm.state != VmState.DELETED:
+        chain.append(enqueue_operation("guac.cleanup_vm", {"vm_id": vm.id}, target=f"{target}/access",
+                                       requested_by=by))
+        if vm.state == VmState.READY:
+            chain.append(enqueue_operation("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", requested_by=by,
+                                           depends_on=chain[-1:]))
+        chain.append(enqueue_operation("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
+                                       depends_on=chain[-1:]))
+    steps = list(chain)
+    steps.append(enqueue_operation("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
+                                   target=f"{target}/account",
+                                   requested_by=by, depends_on=chain[-1:]))
+    if notify and person.role == Role.PARTICIPANT:
+        steps.append(enqueue_operation("event.archive_email", {"participant_id": person.id},
+                                       target=f"{target}/email", requested_by=by, depends_on=chain[-1:]))
+    return steps
+
+
+@operation("event.course_archive", queue="moodle")
+def course_archive(ctx: TaskContext, event_id: int) -> dict:
+    event = _load_event(event_id)
+    return courses.archive_course(ctx, course_id=event.moodle_course_id,
+                                  user_ids=[p.user_id for p in participants(event_id)])
+
+
+@operation("event.archive_email", queue="mails")
+def archive_email(ctx: TaskContext, participant_id: int) -> dict:
+    with session_scope() as session:
+        person = session.get(Participant, participant_id)
+        event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
+        existing = session.execute(select(Email.id).where(
+            Email.kind == "event_archived", Email.event_id == event.id, Email.user_id == user.id)).scalar()
+        if existing is None:
+            kept = get_settings().MOODLE_ARCHIVE_ACTION == "keep" and event.moodle_course_url is not None
+            subject, text, html = render("event_archived", {
+                "user": {"full_name": user.full_name}, "event": _event_view(event), "course_kept": kept,
+                "course_url": event.moodle_course_url})
+            email = Email(kind="event_archived", recipient=user.email, subject=subject, body_text=text,
+                          body_html=html, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
+            session.add(email)
+            session.flush()
+            existing = email.id
+    return deliver(ctx, existing)
+
+
+@operation("event.mark_archived", queue="core_periodic")
+def mark_archived(ctx: TaskContext, event_id: int) -> dict:
+    with session_scope() as session:
+        session.execute(update(Event).where(Event.id == event_id).values(archived_at=utcnow()))
+    return {"event_id": event_id, "archived": True}
+
+
+# --- following the steps ----------------------------------------------------------------------------
+
+
+def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
+    with session_scope() as session:
+        steps = session.execute(
+            select(Task.id, Task.operation, Task.target, Task.status, Task.error)
+            .where(Task.requested_by == f"task:{ctx.task_id}")
+        ).all()
+    settled = [s for s in steps if s.status in TaskStatus.FINAL]
+    if len(settled) < len(steps):
+        ctx.progress(len(settled) * 100 // max(len(steps), 1), f"{len(settled)} of {len(steps)} steps settled")
+        return CheckBack(FOLLOW_EVERY, f"{kind} of event {event_id}: {len(settled)}/{len(steps)} steps settled")
+    failures = _failures(steps)
+    if kind == "deploy":
+        status = EventStatus.DEPLOYED if not failures else EventStatus.DEPLOYED_WITH_FAILURES
+    else:
+        status = EventStatus.ARCHIVED if not failures else EventStatus.FAILED
+    reason = "; ".join(f"{who}: {why}" for who, why in sorted(failures.items())) or None
+    _release(event_id, ctx.task_id, status, reason[:4000] if reason else None)
+    if failures:
+        ctx.log(f"{kind} ended with failures: {reason}", level="warning")
+    return {"event_id": event_id, "status": status, "steps": len(steps), "failures": failures}
+
+
+def _failures(steps) -> dict[str, str]:
+    """Who failed and why: the first error of each participant (or the course), not its cancellations."""
+    names = _participant_names(steps)
+    failures: dict[str, str] = {}
+    by_owner: dict[str, list] = defaultdict(list)
+    for step in steps:
+        parts = (step.target or "").split("/")
+        owner = names.get(parts[1], parts[1]) if len(parts) > 2 else parts[-1]
+        by_owner[owner].append(step)
+    for owner, owned in by_owner.items():
+        if owner in ("deployed", "archived"):
+            continue
+        errors = [s for s in owned if s.status == TaskStatus.ERROR]
+        if errors:
+            first = min(errors, key=lambda s: s.id)
+            failures[owner] = f"{first.target.rsplit('/', 1)[-1]} failed: {first.error}"
+        elif any(s.status == TaskStatus.CANCELLED for s in owned):
+            cancelled = min((s for s in owned if s.status == TaskStatus.CANCELLED), key=lambda s: s.id)
+            failures[owner] = f"{cancelled.target.rsplit('/', 1)[-1]} not done: {cancelled.error}"
+    return failures
+
+
+def _participant_names(steps) -> dict[str, str]:
+    ids = {int(p.split(":")[1]) for s in steps for p in (s.target or "").split("/") if p.startswith("participant:")}
+    if not ids:
+        return {}
+    with session_scope() as session:
+        rows = session.execute(
+            select(Participant.id, User.username).join(User, User.id == Participant.user_id)
+            .where(Participant.id.in_(ids))
+        ).all()
+    return {f"participant:{pid}": username for pid, username in rows}
+

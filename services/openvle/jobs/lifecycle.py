@@ -1,0 +1,81 @@
+"""The daily event lifecycle (core_periodic, 01:00 UTC): deploy what starts soon, archive what
+ended a while ago, send each participant one "your lab starts in N days" notice.
+
+Running it twice the same day changes nothing: deploy and archive requests are deduplicated per
+event (events.py), and a notice is claimed on its participant row before its email is queued.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from sqlalchemy import select, update
+
+from openvle.context import TaskContext
+from openvle.db.engine import session_scope
+from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
+from openvle.events import EventError, request_archive, request_deploy
+from openvle.mail import queue_email
+from openvle.operations import operation
+from openvle.settings import get_settings
+
+
+@operation("events.lifecycle", queue="core_periodic")
+def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
+    """`now` (ISO, UTC) only for tests and what-if runs; the scheduler leaves it out."""
+    settings = get_settings()
+    now_at = dt.datetime.fromisoformat(now.rstrip("Z")) if now else utcnow()
+    deploy_until = now_at + dt.timedelta(days=settings.EVENTS_START_PREP_TIME_DAYS)
+    archive_before = now_at - dt.timedelta(days=settings.EVENTS_END_PREP_TIME_DAYS)
+    with session_scope() as session:
+        to_deploy = list(session.execute(select(Event.id).where(
+            Event.status == EventStatus.SCHEDULED, Event.start_at <= deploy_until, Event.end_at > now_at)).scalars())
+        to_archive = list(session.execute(select(Event.id).where(
+            Event.status.in_((EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED)),
+            Event.end_at < archive_before)).scalars())
+    deployed, archived = _request_all(to_deploy, request_deploy), _request_all(to_archive, request_archive)
+    notices = _send_notices(now_at, settings.EVENTS_NOTICE_DAYS)
+    if deployed or archived or notices:
+        ctx.log(f"deploy requested for {deployed}, archive for {archived}, {len(notices)} notice(s)")
+    return {"now": now_at.isoformat() + "Z", "deploy": deployed, "archive": archived, "notices": notices}
+
+
+def _request_all(event_ids: list[int], request) -> list[int]:
+    asked = []
+    for event_id in event_ids:
+        try:
+            request(event_id, requested_by="lifecycle")
+            asked.append(event_id)
+        except EventError:  # its state changed since we looked: nothing to do
+            continue
+    return asked
+
+
+def _send_notices(now_at: dt.datetime, days: int) -> list[int]:
+    """One notice per participant of a deployed event starting within `days` days."""
+    with session_scope() as session:
+        due = session.execute(
+            select(Participant.id, Event.id, Event.name, Event.start_at, User.id, User.email, User.first_name,
+                   User.last_name, Vm.access_link, Event.moodle_course_url)
+            .join(Event, Event.id == Participant.event_id).join(User, User.id == Participant.user_id)
+            .outerjoin(Vm, Vm.id == Participant.vm_id)
+            .where(Event.status.in_((EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)),
+                   Event.start_at > now_at, Event.start_at <= now_at + dt.timedelta(days=days),
+                   Participant.role == Role.PARTICIPANT, Participant.notice_sent_at.is_(None),
+                   Participant.removed_at.is_(None))
+        ).all()
+    sent = []
+    for pid, event_id, name, start_at, user_id, email, first, last, link, course_url in due:
+        with session_scope() as session:  # claim first: a second run finds it claimed
+            claimed = session.execute(update(Participant).where(
+                Participant.id == pid, Participant.notice_sent_at.is_(None)).values(notice_sent_at=utcnow())).rowcount
+        if not claimed:
+            continue
+        left = max(1, math.ceil((start_at - now_at).total_seconds() / 86400))
+        queue_email("event_starts_soon", email, {
+            "user": {"full_name": f"{first} {last}".strip()}, "days": left, "access_link": link,
+            "course_url": course_url, "event": {"name": name, "start": f"{start_at:%Y-%m-%d %H:%M} UTC"},
+        }, user_id=user_id, event_id=event_id, requested_by="lifecycle")
+        sent.append(pid)
+    return sent
