@@ -22,9 +22,21 @@ from redis import Redis
 from sqlalchemy import create_engine, delete, text
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_TEST_DB = 15
+REDIS_TEST_DBS = (15, 14, 12, 11, 10)  # 13 is the event benchmark's
 MARIADB_ADMIN_URL = os.environ.get("OPENVLE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
-REDIS_TEST_URL = os.environ.get("OPENVLE_TEST_REDIS", f"redis://127.0.0.1:6379/{REDIS_TEST_DB}")
+OWNER_KEY = "openvle:tests:owner"
+
+
+def _claim_redis_db() -> str:
+    """A Redis db index no other test run on this machine uses right now (two runs flushing one db
+    would break each other); the claim expires by itself if a run dies."""
+    if os.environ.get("OPENVLE_TEST_REDIS"):
+        return os.environ["OPENVLE_TEST_REDIS"]
+    for index in REDIS_TEST_DBS:
+        url = f"redis://127.0.0.1:6379/{index}"
+        if Redis.from_url(url).set(OWNER_KEY, os.getpid(), nx=True, ex=3 * 3600):
+            return url
+    raise RuntimeError(f"every test Redis db {REDIS_TEST_DBS} is claimed by another test run")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -75,14 +87,14 @@ def stores(tmp_path_factory) -> Iterator[Stores]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
             conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-        chosen = Stores(kind, REDIS_TEST_URL, f"{MARIADB_ADMIN_URL}{name}")
+        chosen = Stores(kind, _claim_redis_db(), f"{MARIADB_ADMIN_URL}{name}")
     else:
         from openvle.embedded import EmbeddedRedis
 
         embedded_redis = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
         db = tmp_path_factory.mktemp("db") / "openvle.sqlite3"
         chosen = Stores(kind, embedded_redis.url, f"sqlite:///{db}")
-    chosen.redis.flushdb()
+    _flush(chosen)
     _use(chosen)
     from openvle.db.engine import get_engine
     from openvle.db.schema import upgrade
@@ -90,7 +102,7 @@ def stores(tmp_path_factory) -> Iterator[Stores]:
     upgrade(get_engine())
     print(f"\ntest stores: {kind} (redis {chosen.redis_url}, db {chosen.database_url})")
     yield chosen
-    chosen.redis.flushdb()
+    chosen.redis.flushdb()  # the claim goes with it
     from openvle.db.engine import get_engine as engine_now
 
     engine_now().dispose()
@@ -122,6 +134,13 @@ def _use(chosen: Stores, **extra: str) -> None:
     engine.configure(get_settings().DATABASE_URL)
 
 
+def _flush(stores: Stores) -> None:
+    """Empty the test db, keeping this run's claim on it."""
+    stores.redis.flushdb()
+    if stores.kind == "real":
+        stores.redis.set(OWNER_KEY, os.getpid(), ex=3 * 3600)
+
+
 @pytest.fixture
 def clean(stores: Stores) -> Iterator[Stores]:
     """Empty tables and the Redis db before each test that touches them."""
@@ -129,7 +148,7 @@ def clean(stores: Stores) -> Iterator[Stores]:
     from openvle.db.models import Base
 
     _use(stores)
-    stores.redis.flushdb()
+    _flush(stores)
     with session_scope() as session:
         for table in reversed(Base.metadata.sorted_tables):
             session.execute(delete(table))
