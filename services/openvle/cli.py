@@ -1,10 +1,13 @@
-"""`openvle` / `python -m openvle`: run a role, migrate, show the configuration, check health."""
+"""`openvle` / `python -m openvle`: run a role, migrate, show the configuration, check health; and
+templates and events (`openvle template …`, `openvle event …`, cli_events.py) and `openvle demo`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from openvle.cli_events import add_commands as add_event_commands
+from openvle.cli_events import use_dev_redis
 from openvle.roles import ROLES, UnknownRole, resolve
 from openvle.settings import SettingsError, get_settings
 
@@ -24,11 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--example", action="store_true", help="print .env.example instead")
     commands.add_parser("healthcheck", help="exit 0 when this container's role is healthy (Docker HEALTHCHECK)")
     commands.add_parser("dev", help="run backend, scheduler and worker-all locally with embedded defaults")
+    add_event_commands(commands)
+    demo = commands.add_parser("demo", help="deploy a 10-person demo event on the dev system (starts it if needed)")
+    demo.add_argument("--no-pause", action="store_true",
+                      help="when the demo started the dev system itself, stop it at once instead of waiting "
+                           "for Enter (the default on a terminal)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("template", "event", "demo"):
+        use_dev_redis()  # REDIS_URL unset: the Redis of a `make dev` running in this directory, if any
     try:
         settings = get_settings()
     except SettingsError as exc:
@@ -46,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in settings.public_items():
             print(f"{name}={value}")
         return 0
+
+    if command in ("template", "event"):
+        from openvle.cli_events import run as run_event_command
+
+        return run_event_command(args, settings)
+    if command == "demo":
+        from openvle.demo import run as run_demo
+
+        return run_demo(settings, pause=not args.no_pause)
 
     from openvle import logs
 
