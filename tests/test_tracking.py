@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -9,6 +12,7 @@ from conftest import wait_for
 from helpers import load_task, settled
 from openvle.connections import get_redis
 from openvle.enqueue import enqueue_operation
+from openvle.settings import get_settings
 
 
 def gap(earlier, later) -> float:
@@ -120,3 +124,36 @@ def test_a_waiting_job_keeps_its_attempt_and_frees_the_worker(start_role, clean)
     other = load_task(quick.id)
     assert other.status == "success" and other.finished_at < done.finished_at
     assert done.attempts == 1
+
+
+class _DependentAddedMeanwhile(Queue):
+    """A queue whose success path meets what fan-in makes routine: another process enqueues a
+    dependent of the finishing job between RQ's WATCH and its EXEC, so RQ retries its pipeline."""
+
+    raced = False
+
+    def enqueue_dependents(self, job, *args, **kwargs):
+        result = super().enqueue_dependents(job, *args, **kwargs)
+        if not _DependentAddedMeanwhile.raced:
+            _DependentAddedMeanwhile.raced = True
+            Redis.from_url(get_settings().REDIS_URL).sadd(job.dependents_key, "a-dependent-added-meanwhile")
+        return result
+
+
+def test_a_job_whose_success_pipeline_is_retried_leaves_no_abandoned_leftover(clean):
+    """rq#2424 (RQ 2.12): the retried success pipeline left the finished job in the
+    StartedJobRegistry, and RQ's cleanup later took it for abandoned and ran it a second time."""
+    from openvle.worker import build_worker
+
+    queue = _DependentAddedMeanwhile("core_periodic", connection=get_redis())
+    job = queue.enqueue("builtins.len", "abc")
+    assert queue.pop_job_id() == job.id
+    build_worker("worker", get_settings()).execute_job(job, queue)  # forks a horse, as in production
+
+    job = Job.fetch(job.id, connection=get_redis())
+    assert job.get_status() == JobStatus.FINISHED and job.return_value() == 3
+    assert queue.started_job_registry.get_job_and_execution_ids() == []  # nothing left to take for abandoned
+    assert [r.execution_id is not None for r in job.results()] == [True]
+    queue.started_job_registry.cleanup(timestamp=time.time() + 10**6)  # RQ's cleanup, as far ahead as it gets
+    assert Job.fetch(job.id, connection=get_redis()).get_status() == JobStatus.FINISHED
+    assert len(job.results()) == 1  # it did not run again
