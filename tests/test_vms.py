@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 
 import mongomock
@@ -13,10 +14,13 @@ from sqlalchemy import select, update
 
 from conftest import wait_for
 from helpers import load_task, settled
+from openvle import pacing
+from openvle.connections import get_redis
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import CloneMode, Node, Template, Vm
 from openvle.jobs.vms import MARK, request_action, request_clone
+from openvle.reconcile import reconcile
 from sandbox.proxmox import ProxmoxSimulator
 from sandbox.runner import seed_proxmox
 
@@ -101,6 +105,42 @@ def test_thirty_clones_at_once_under_contention_and_faults(pve, start_role, sett
     retried = [t for t in tasks if len(t.subtasks) > 1]
     assert retried, "contention should have made some attempts fail and be retried"
     assert all(s.error for t in retried for s in t.subtasks[:-1])
+
+
+def test_a_clone_waiting_for_a_slot_is_woken_when_one_frees(pve, start_role, settings_env):
+    """Waiting clones do not poll: the release of a slot starts the oldest waiter, long before its
+    fallback check (pacing.WAIT_FALLBACK) would."""
+    env = {**pve.env, "PVE_CLONE_CONCURRENCY": "1"}
+    settings_env(**env)
+    worker = start_role("worker-vm-clone", **env)
+    tid = template(pve, vmid=9001)
+    requested = [request_clone(tid, f"lab-2 participant {i}") for i in range(3)]
+
+    tasks = [wait_for(lambda t=t: settled(t.id), 60, f"clone task {t.id}", worker) for _, t in requested]
+
+    assert [t.status for t in tasks] == ["success"] * 3, [t.error for t in tasks]
+    order = sorted(tasks, key=lambda t: t.finished_at)
+    for earlier, later in zip(order, order[1:], strict=False):  # one at a time, each right after the last
+        assert (later.finished_at - earlier.finished_at).total_seconds() < pacing.WAIT_FALLBACK / 2
+    assert get_redis().zcard(pacing.WAITERS) == 0  # nobody left in line
+
+
+def test_a_slot_whose_holder_died_goes_to_the_waiting_clone_at_the_next_reconcile(pve, start_role, settings_env):
+    env = {**pve.env, "PVE_CLONE_CONCURRENCY": "1"}
+    settings_env(**env)
+    tid = template(pve, vmid=9001)
+    # A clone whose worker died holds the only slot: its claim lapses in 2 s and nobody releases it.
+    get_redis().zadd(f"openvle:clone-slots:template:{tid}", {"999999": time.time() + 2})
+    worker = start_role("worker-vm-clone", **env)
+    _, task = request_clone(tid, "lab-3 participant")
+    wait_for(lambda: get_redis().zcard(pacing.WAITERS) == 1, 30, "the clone to wait for a slot", worker)
+    time.sleep(2)
+
+    report = reconcile(grace_seconds=3600)
+
+    assert report.woken_clones == 1
+    done = wait_for(lambda: settled(task.id), pacing.WAIT_FALLBACK / 5, "the woken clone", worker)
+    assert done.status == "success", done.error
 
 
 def test_clone_is_recorded_tagged_and_marked(pve, start_role):
@@ -244,3 +284,19 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
     assert [line.message for line in load_task(task.id).logs] == [
         "VMs missing from Proxmox: [10500]", "VMs tagged 'openvle' that no event knows (orphans): [10600]"]
     metrics._store.cache_clear()
+
+
+def test_clone_time_is_learned_from_the_looks_and_never_outlasts_the_slot(clean):
+    assert pacing.expected_clone_seconds(7) is None  # nothing learned: look every PVE_POLL_INTERVAL
+    pacing.seen_running(1, 8.0)
+    pacing.learn_clone_seconds(7, 1, 10.0)  # ended between the look at 8 s and the one at 10 s
+    assert pacing.expected_clone_seconds(7) == 9.0
+    pacing.learn_clone_seconds(7, 2, 12.0)  # first seen already done at 12 s: it ended before
+    assert pacing.expected_clone_seconds(7) == 9.0  # 3/4 of 12 s: a late look does not push it up
+
+    from openvle.jobs.vms import _next_check
+    from openvle.settings import get_settings
+
+    poll = get_settings().PVE_POLL_INTERVAL
+    assert _next_check(0, 9.0) == 9.0 and _next_check(9.5, 9.0) == poll  # then every PVE_POLL_INTERVAL
+    assert _next_check(0, 3600.0) == pacing.SLOT_TTL / 2  # a long full clone still refreshes its slot

@@ -4,15 +4,36 @@ Real clusters answer a burst of clones with storage lock timeouts; pacing keeps 
 what the storage takes. Slots live in Redis sorted sets shared by every worker: member = VM row id,
 score = when the claim lapses. A holder refreshes its claim on every check, so the slot of a worker
 that died frees itself after SLOT_TTL seconds.
+
+A clone that finds no free slot joins a line of waiters (oldest first) and checks back by itself
+only after WAIT_FALLBACK seconds; whoever releases a slot wakes the oldest waiter that now fits, by moving its
+scheduled RQ job to the front of its queue. So 200 waiting clones cost no polling, and a freed slot
+is taken by the next clone job the worker runs.
+
+The clone time of each template is learned (EWMA over finished clones), so a running clone is first
+looked at when it should be done rather than every PVE_POLL_INTERVAL.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from openvle.connections import get_redis
 
+log = logging.getLogger("openvle.pacing")
+
 SLOT_TTL = 120  # seconds a claim lasts without being refreshed
+# A waiter also looks by itself this often: a slot whose holder died lapses (SLOT_TTL) without a
+# release to wake anyone, and the periodic reconcile wakes waiters for such slots sooner.
+WAIT_FALLBACK = 300
+WAITERS = "openvle:clone-slot-waiters"  # sorted set: RQ job id -> when it started waiting
+WAITER_KEYS = "openvle:clone-slot-waiter-keys"  # hash: RQ job id -> "node|template id|limit"
+WAKE_SCAN = 100  # oldest waiters looked at per release
+CLONE_SECONDS = "openvle:clone-seconds:template:{}"
+SEEN_RUNNING = "openvle:clone-seen-running:vm:{}"
+EWMA_WEIGHT = 0.3
+SEEN_LATE = 0.75  # a clone first seen already done ended before that look: count 3/4 of its age
 
 # Atomically: drop lapsed claims, then claim a slot in both sets if both have room (or refresh it).
 _ACQUIRE = """
@@ -46,9 +67,90 @@ def acquire(node: str, template_id: int, vm_id: int, limit: int) -> bool:
 
 
 def release(node: str, template_id: int, vm_id: int) -> None:
+    """Give the slot back and wake the oldest waiting clone that fits now."""
     redis = get_redis()
+    removed = 0
     for key in _keys(node, template_id):
-        redis.zrem(key, vm_id)
+        removed += redis.zrem(key, vm_id)
+    if removed:
+        wake_next()
+
+
+def wait_for_slot(job_id: str, node: str, template_id: int, limit: int) -> None:
+    """Join the line; a job woken before that found no slot after all keeps its place."""
+    redis = get_redis()
+    known = redis.hget(WAITER_KEYS, job_id)
+    since = float(known.decode().rsplit("|", 1)[1]) if known else time.time()
+    with redis.pipeline() as pipe:
+        pipe.zadd(WAITERS, {job_id: since})
+        pipe.hset(WAITER_KEYS, job_id, f"{node}|{template_id}|{limit}|{since}")
+        for key in (WAITERS, WAITER_KEYS):  # entries of jobs that vanished go with an idle day
+            pipe.expire(key, 86400)
+        pipe.execute()
+
+
+def stop_waiting(job_id: str) -> None:
+    redis = get_redis()
+    with redis.pipeline() as pipe:
+        pipe.zrem(WAITERS, job_id)
+        pipe.hdel(WAITER_KEYS, job_id)
+        pipe.execute()
+
+
+def wake_waiters(most: int = 100) -> int:
+    """Wake one waiter per free slot (for slots freed by lapsing, which nobody releases)."""
+    woken: dict[str, int] = {}  # slot set -> waiters woken for it that have not claimed yet
+    count = 0
+    while count < most and wake_next(woken) is not None:
+        count += 1
+    return count
+
+
+def _fits(redis, keys: list[str], limit: int, now: float, woken: dict[str, int]) -> bool:
+    return all(redis.zcount(key, now, "+inf") + woken.get(key, 0) < limit for key in keys)
+
+
+def wake_next(woken: dict[str, int] | None = None) -> str | None:
+    """Move the oldest waiter that would get a slot now to the front of its RQ queue.
+
+    Waiters whose job is gone or no longer waits (finished, failed, cancelled) leave the line; one
+    still between its check and its check-back is passed over this time (its fallback covers it).
+    The woken job leaves the line until it runs; finding no slot after all, it rejoins in its place.
+    """
+    from rq import Queue
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    redis = get_redis()
+    now = time.time()
+    for raw in redis.zrange(WAITERS, 0, WAKE_SCAN - 1):
+        job_id = raw.decode()
+        keys = redis.hget(WAITER_KEYS, job_id)
+        try:
+            job = Job.fetch(job_id, connection=redis)
+        except NoSuchJobError:
+            job = None
+        if job is None or keys is None or job.get_status(refresh=False) in ("finished", "failed", "canceled",
+                                                                             "stopped"):
+            stop_waiting(job_id)
+            continue
+        node, template_id, limit, _ = keys.decode().rsplit("|", 3)
+        slots = _keys(node, int(template_id))
+        if not _fits(redis, slots, int(limit), now, woken or {}):
+            continue
+        if not ScheduledJobRegistry(job.origin, connection=redis).remove(job):
+            continue  # still between its check and its check-back (or the scheduler just took it)
+        # Whoever took it out of the schedule enqueues it: at the front, so it starts before the
+        # checks queued behind it, as the scheduler would with the same retry.
+        Queue(job.origin, connection=redis).enqueue_job(job, at_front=True)
+        redis.zrem(WAITERS, job_id)  # out of the line while it runs: the next release wakes the next one
+        if woken is not None:
+            for key in slots:
+                woken[key] = woken.get(key, 0) + 1
+        log.debug("woke clone job %s for a free slot on %s", job_id, node)
+        return job_id
+    return None
 
 
 def in_flight(node: str) -> int:
@@ -56,3 +158,29 @@ def in_flight(node: str) -> int:
     key = _keys(node, 0)[0]
     redis.zremrangebyscore(key, "-inf", time.time())
     return int(redis.zcard(key))
+
+
+def expected_clone_seconds(template_id: int) -> float | None:
+    """How long clones of this template lately took (None before the first one finished)."""
+    value = get_redis().get(CLONE_SECONDS.format(template_id))
+    return float(value) if value is not None else None
+
+
+def seen_running(vm_id: int, age: float) -> None:
+    """A look found the clone of VM row `vm_id` still running `age` seconds after it started."""
+    get_redis().set(SEEN_RUNNING.format(vm_id), f"{age:.3f}", ex=3600)
+
+
+def learn_clone_seconds(template_id: int, vm_id: int, done_age: float) -> None:
+    """Fold a finished clone into the template's estimate. It ended between the last look that saw
+    it running and the one that saw it done: the midpoint. Without a running look, it ended some
+    time before it was seen done: guess lower (SEEN_LATE), so the estimate does not creep up."""
+    redis = get_redis()
+    running = redis.getdel(SEEN_RUNNING.format(vm_id))
+    sample = (float(running) + done_age) / 2 if running is not None else SEEN_LATE * done_age
+    if sample <= 0:
+        return  # the node's clock is behind ours: nothing to learn
+    key = CLONE_SECONDS.format(template_id)
+    old = redis.get(key)
+    new = sample if old is None else (1 - EWMA_WEIGHT) * float(old) + EWMA_WEIGHT * sample
+    redis.set(key, f"{new:.3f}", ex=7 * 86400)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
 from openvle.clients.proxmox import Proxmox, ProxmoxPermanentError
 from openvle.connections import get_redis
@@ -24,10 +24,12 @@ VMID_CLAIM_TTL = 7 * 24 * 3600  # a claimed id stays claimed while its VM row ho
 _DISK = re.compile(r"^(scsi|virtio|ide|sata|efidisk|tpmstate)\d+$")
 
 
-def clone_targets(pve: Proxmox, template: Template) -> set[str] | None:
+_MEMORY = re.compile(r"(?:^|current=)(\d+)")  # "2048" or "current=2048,..." (MiB)
+
+
+def clone_targets(pve: Proxmox, template: Template, config: dict) -> set[str] | None:
     """Nodes a clone of `template` can be created on: any (None) when all its disks are on shared
     storage; else only the template's own node ("can't clone VM to node ... uses local storage")."""
-    config = pve.vm_config(template.node, template.pve_vmid)
     storages = {
         str(value).split(":", 1)[0]
         for key, value in config.items()
@@ -45,7 +47,10 @@ def choose_node(pve: Proxmox, template: Template) -> str:
     if not candidates:
         where = f" among PVE_NODES ({', '.join(sorted(allowed))})" if allowed else ""
         raise ProxmoxPermanentError(f"no online Proxmox node{where} to place a VM on")
-    targets = clone_targets(pve, template)
+    config = pve.vm_config(template.node, template.pve_vmid)
+    if not template.maxmem:
+        _learn_memory(template, config)
+    targets = clone_targets(pve, template, config)
     if targets is not None:
         candidates = [name for name in candidates if name in targets]
         if not candidates:
@@ -67,6 +72,17 @@ def choose_node(pve: Proxmox, template: Template) -> str:
         return int(node.get("maxmem", 0)) - int(node.get("mem", 0)) - int(pending.get(name, 0))
 
     return max(sorted(candidates), key=free)
+
+
+def _learn_memory(template: Template, config: dict) -> None:
+    """A template created since the last node sync: take its memory from its config, so the clones
+    placed before that sync count, and a burst spreads over the nodes instead of piling on one."""
+    found = _MEMORY.search(str(config.get("memory", "")))
+    if found:
+        template.maxmem = int(found.group(1)) * 1024 * 1024
+        with session_scope() as session:
+            session.execute(update(Template).where(Template.id == template.id, Template.maxmem == 0)
+                            .values(maxmem=template.maxmem))
 
 
 def claim_vmid(pve: Proxmox, vm_id: int, also_skip: set[int] = frozenset()) -> int:

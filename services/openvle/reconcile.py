@@ -16,7 +16,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from sqlalchemy import select, update
 
-from openvle import records
+from openvle import pacing, records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
@@ -39,6 +39,7 @@ class Report:
     failed: list[int] = field(default_factory=list)
     succeeded: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
+    woken_clones: int = 0
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -51,9 +52,12 @@ def reconcile(grace_seconds: int | None = None) -> Report:
     for name in QUEUE_NAMES:
         StartedJobRegistry(name, connection=redis).cleanup()
 
+    # Clone slots that lapsed (their holder died) are released by nobody: start who waits for them.
+    report_woken = pacing.wake_waiters()
+
     grace = settings.RECONCILE_GRACE if grace_seconds is None else grace_seconds
     cutoff = utcnow() - dt.timedelta(seconds=grace)
-    report = Report()
+    report = Report(woken_clones=report_woken)
     last_id = 0
     while True:
         with session_scope() as session:

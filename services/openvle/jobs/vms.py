@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any
 
+from rq import Queue, get_current_job
 from sqlalchemy import select, update
 
 from openvle import pacing
@@ -25,6 +26,7 @@ from openvle.clients.proxmox import (
     VmidTaken,
     get_proxmox,
 )
+from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import CloneMode, Template, Vm, VmState, utcnow
@@ -37,7 +39,9 @@ from openvle.settings import get_settings
 log = logging.getLogger("openvle.jobs.vms")
 
 MARK = "openvle-vm-id"  # written into the description of every VM we clone: proves a VM is ours
-SLOT_WAIT = 5  # seconds between checks for a free clone slot
+LINGER = 1.5  # seconds a clone about to end is watched within the job, when no other job waits
+LINGER_STEP = 0.25
+SLOT_WAIT = 5  # seconds between checks for a free clone slot when run outside RQ (no job to wake)
 
 
 # --- requests ---------------------------------------------------------------------------------------
@@ -102,22 +106,33 @@ def _task_age(upid: str) -> float:
     return time.time() - int(upid.split(":")[4], 16)
 
 
-def _poll(pve: Proxmox, vm: Vm, timeout: int) -> dict | CheckBack:
+def _poll(pve: Proxmox, vm: Vm, timeout: int, expected: float | None = None) -> dict | CheckBack:
     """Follow the VM's Proxmox task: CheckBack while it runs, its final status when it ended OK.
 
+    With an `expected` duration the next check is when the task should be done, not sooner.
     A failed task clears the UPID (the next step starts over from Proxmox's state) and raises.
     """
     status = pve.task_status(vm.upid)
     if status.get("status") == "running":
-        if _task_age(vm.upid) > timeout:
+        age = _task_age(vm.upid)
+        if age > timeout:
             raise ProxmoxTransientError(f"Proxmox task {status.get('type')} of VM {vm.vmid} still running after "
                                         f"{timeout}s")
-        return CheckBack(get_settings().PVE_POLL_INTERVAL, f"{status.get('type')} of VM {vm.vmid} running")
+        return CheckBack(_next_check(age, expected), f"{status.get('type')} of VM {vm.vmid} running")
     _save(vm.id, upid=None)
     error = pve.task_error(vm.upid, status)
     if error is not None:
         raise error
     return status
+
+
+def _next_check(age: float, expected: float | None) -> float:
+    """PVE_POLL_INTERVAL, or longer while the task is younger than it usually takes; never so long
+    that a clone's slot claim (refreshed at each look) lapses meanwhile."""
+    interval = get_settings().PVE_POLL_INTERVAL
+    if expected is None or age >= expected:
+        return interval
+    return min(max(interval, expected - age), pacing.SLOT_TTL / 2)
 
 
 def _refresh(vm: Vm, resource: dict) -> None:
@@ -148,14 +163,17 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     if vm.upid:
         pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)  # keep our claim alive
         try:
-            result = _poll(pve, vm, settings.PVE_CLONE_TIMEOUT)
+            result = _watch_clone(pve, vm, settings.PVE_CLONE_TIMEOUT, pacing.expected_clone_seconds(template.id),
+                                  ctx.queue)
         except ProxmoxError:
             pacing.release(vm.node, template.id, vm.id)
             _remove_half_made(pve, vm)
             raise
         if isinstance(result, CheckBack):
+            pacing.seen_running(vm.id, _task_age(vm.upid))
             ctx.progress(min(90, 10 + ctx.checks * 2), f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
             return result
+        pacing.learn_clone_seconds(template.id, vm.id, _task_age(vm.upid))
         pacing.release(vm.node, template.id, vm.id)
 
     found = pve.locate(vm.vmid)
@@ -174,9 +192,15 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     if found is not None:
         return _finish_clone(pve, vm, found)
 
+    job = get_current_job()
     if not pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY):
+        if job is not None:  # woken by the release of a slot; WAIT_FALLBACK in case that is missed
+            pacing.wait_for_slot(job.id, vm.node, template.id, settings.PVE_CLONE_CONCURRENCY)
         ctx.progress(5, f"waiting for a clone slot on {vm.node}")
-        return CheckBack(SLOT_WAIT, f"clone slots of node {vm.node} or template {template.name} are full")
+        return CheckBack(pacing.WAIT_FALLBACK if job is not None else SLOT_WAIT,
+                         f"clone slots of node {vm.node} or template {template.name} are full")
+    if job is not None:
+        pacing.stop_waiting(job.id)
     try:
         upid = pve.clone(
             template.node, template.pve_vmid, vm.vmid,
@@ -196,7 +220,21 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         raise
     _save(vm.id, upid=upid, lock="clone")
     ctx.progress(10, f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
-    return CheckBack(settings.PVE_POLL_INTERVAL, f"clone to VM {vm.vmid} started")
+    return CheckBack(_next_check(0, pacing.expected_clone_seconds(template.id)), f"clone to VM {vm.vmid} started")
+
+
+def _watch_clone(pve: Proxmox, vm: Vm, timeout: int, expected: float | None, queue: str) -> dict | CheckBack:
+    """Look at the clone; when it should end within LINGER s and no other job waits on this queue,
+    keep watching here. RQ calls back in whole seconds, and every second a slot sits idle after
+    its clone ended, the clones waiting for it wait too."""
+    result = _poll(pve, vm, timeout, expected)
+    deadline = time.monotonic() + LINGER
+    while (isinstance(result, CheckBack) and result.seconds <= LINGER and time.monotonic() < deadline
+           and Queue(queue, connection=get_redis()).count == 0):
+        pacing.seen_running(vm.id, _task_age(vm.upid))
+        time.sleep(LINGER_STEP)
+        result = _poll(pve, vm, timeout, expected)
+    return result
 
 
 def _finish_clone(pve: Proxmox, vm: Vm, found: dict) -> dict:

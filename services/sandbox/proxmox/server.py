@@ -32,6 +32,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     timeout = 60  # idle keep-alive connections are closed after this
+    # Headers and body leave in one segment: split writes meet delayed ACKs and cost ~40 ms per request
+    # (pveproxy answers in one write too).
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return "pve-api-daemon/3.0"
