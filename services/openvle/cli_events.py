@@ -515,14 +515,12 @@ def event_show(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from openvle.db.engine import session_scope
-    from openvle.db.models import Event, Participant, Role, Template, User
-    from openvle.events import EventError, progress
+    from openvle.db.models import Participant, Role, Template, User
+    from openvle.events import progress
 
     check_database()
     with session_scope() as session:
-        event = session.get(Event, args.id)
-        if event is None:
-            raise EventError(f"event {args.id} does not exist")
+        event = _event(session, args.id)
         template = session.get(Template, event.template_id)
         people = session.execute(
             select(User.username, User.email, Participant.role, Participant.removed_at)
@@ -575,6 +573,16 @@ def event_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _event(session, event_id: int):
+    from openvle.db.models import Event
+    from openvle.events import EventError
+
+    event = session.get(Event, event_id)
+    if event is None:
+        raise EventError(f"event {event_id} does not exist")
+    return event
+
+
 def event_deploy(args: argparse.Namespace) -> int:
     from openvle.events import request_deploy
 
@@ -589,15 +597,12 @@ def event_archive(args: argparse.Namespace) -> int:
 
 def event_retry(args: argparse.Namespace) -> int:
     from openvle.db.engine import session_scope
-    from openvle.db.models import Event, EventStatus
-    from openvle.events import EventError, request_archive, request_deploy
+    from openvle.db.models import EventStatus
+    from openvle.events import request_archive, request_deploy
 
     check_database()
     with session_scope() as session:
-        event = session.get(Event, args.id)
-        if event is None:
-            raise EventError(f"event {args.id} does not exist")
-        status = event.status
+        status = _event(session, args.id).status
     if status in (EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.DEPLOYING):
         return _request(args, request_deploy, "deploy")
     if status in (EventStatus.FAILED, EventStatus.ARCHIVING):
