@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openvle.settings import COMPOSE_ONLY, Settings, SettingsError, load_settings
+from openvle.settings import COMPOSE_ONLY, TERMINAL, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,8 @@ def _example() -> dict[str, str]:
 def test_env_example_lists_every_setting_with_its_default():
     example = _example()
     fields = Settings.model_fields
-    assert set(example) - set(COMPOSE_ONLY) == set(fields), "run `openvle config --example > .env.example`"
+    assert set(example) - set(COMPOSE_ONLY) - set(TERMINAL) == set(fields), \
+        "run `openvle config --example > .env.example`"
     for name, field in fields.items():
         default = field.default
         if default is None or "Secret" in type(default).__name__:
@@ -90,6 +91,17 @@ def test_env_example_lists_every_setting_with_its_default():
         else:
             shown = str(default).lower() if isinstance(default, bool) else str(default)
             assert example[name] == shown, name
+
+
+def test_every_variable_the_code_reads_from_the_environment_is_in_env_example():
+    example = _example()
+    read = set()
+    for path in (ROOT / "services" / "openvle").rglob("*.py"):
+        text = path.read_text()
+        read |= set(re.findall(r"os\.environ\.get\(\"([A-Z][A-Z0-9_]*)\"", text))
+        read |= set(re.findall(r"os\.environ\[\"([A-Z][A-Z0-9_]*)\"\](?!\s*=[^=])", text))  # not a write
+        read |= set(re.findall(r"\"([A-Z][A-Z0-9_]*)\" (?:not )?in os\.environ", text))
+    assert read and read <= set(example), f"read but not in .env.example: {sorted(read - set(example))}"
 
 
 def test_every_setting_in_env_example_has_a_comment():

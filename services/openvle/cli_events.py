@@ -778,7 +778,7 @@ class _LiveView(_View):
         self.out = out
         self.lines = 0
         self.closed = False
-        self.color = "NO_COLOR" not in os.environ
+        self.color = not os.environ.get("NO_COLOR")  # no-color.org: set and not empty
         utf8 = "utf" in (getattr(out, "encoding", "") or "").lower()
         self.chars = dict(zip(STATE_ORDER, "█!x▒·" if utf8 else "#!x>.", strict=True))
         self.out.write("\x1b[?25l")  # hide the cursor while redrawing

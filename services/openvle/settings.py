@@ -334,6 +334,12 @@ COMPOSE_ONLY: dict[str, tuple[str, str]] = {
     "MARIADB_ROOT_PASSWORD": ("change-me-root", "MariaDB root password that compose sets on first start"),
 }
 
+# Read by the CLI's progress view from the user's terminal, as every terminal program does.
+TERMINAL: dict[str, tuple[str, str]] = {
+    "TERM": ("", "`openvle event ... --wait` redraws bars in place on a terminal, unless TERM=dumb"),
+    "NO_COLOR": ("", "set (to anything): the CLI's progress bars without colours"),
+}
+
 
 def env_example() -> str:
     """The text of .env.example: every variable, its default and what it accepts."""
@@ -352,6 +358,9 @@ def env_example() -> str:
         lines.append(f"{name}={shown}")
     lines += ["", "# --- docker compose only ---------------------------------------------------------------"]
     for name, (default, purpose) in COMPOSE_ONLY.items():
+        lines += [f"# {purpose}", f"{name}={default}"]
+    lines += ["", "# --- the command line's terminal (usually set by the terminal, not here) ---------------"]
+    for name, (default, purpose) in TERMINAL.items():
         lines += [f"# {purpose}", f"{name}={default}"]
     return "\n".join(lines) + "\n"
 

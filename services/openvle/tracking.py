@@ -65,9 +65,8 @@ def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
     if attempt is None:  # run outside TrackingWorker, or the worker could not reach the DB
         attempt = continuing_attempt(job) if job else None
     if attempt is None:
-        worker = os.environ.get("RQ_WORKER_ID") or (job.worker_name if job else None)
-        with get_engine().begin() as conn:
-            attempt = records.begin_attempt(conn, task_id, worker) or SKIP
+        with get_engine().begin() as conn:  # RQ set the job's worker_name as it took the job
+            attempt = records.begin_attempt(conn, task_id, job.worker_name if job else None) or SKIP
     if attempt == SKIP:
         log.info("task %s is no longer active; attempt skipped", task_id)
         return None
