@@ -413,6 +413,7 @@ def test_admin_endpoints_round_trip(sim, px):
     assert set(state) == {"nodes", "vms", "tasks", "faults", "config"}
     assert admin(sim, "DELETE", "vms/500").status_code == 200
     assert admin(sim, "DELETE", "vms/500").status_code == 404
+    assert admin(sim, "DELETE", "vms/tpl").json() == {"error": "vmid must be an integer"}
     assert admin(sim, "GET", "state").json()["vms"] == []
 
 

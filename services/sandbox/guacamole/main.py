@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-import threading
 
+from ..serve import serve
 from .server import GuacamoleSimulator
 
 
@@ -23,22 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-seed", type=int, default=None, help="seed of the fault-injection RNG")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sim = GuacamoleSimulator(host=args.host, port=args.port, prefix=args.prefix, username=args.username,
                              password=args.password, data_source=args.data_source, token_ttl=args.token_ttl,
                              seed=args.fault_seed)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    sim.start()
-    print(f"Guacamole sandbox listening on {sim.url}/api (data source {sim.data_source})", flush=True)
-    print(f"  login:      {sim.username} / {'*' * len(sim.password)}", flush=True)
-    print(f"  admin:      {sim.url}/_sandbox/state", flush=True)
-    try:
-        stop.wait()
-    finally:
-        sim.stop()
-    return 0
+    return serve(sim, lambda: [
+        f"Guacamole sandbox listening on {sim.url}/api (data source {sim.data_source})",
+        f"  login:      {sim.username} / {'*' * len(sim.password)}",
+        f"  admin:      {sim.url}/_sandbox/state",
+    ])
 
 
 if __name__ == "__main__":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
+from ..serve import serve
 from .server import MailCatcher
 
 
@@ -33,29 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every SMTP command")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command log
     catcher = MailCatcher(host=args.host, smtp_port=args.smtp_port, http_port=args.http_port, auth=args.auth,
                           tls=args.tls, cert_dir=args.cert_dir)
     if args.reject:
         catcher.state.reject(args.reject)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    catcher.start()
-    print(f"Mail sandbox: SMTP on {catcher.smtp_host}:{catcher.smtp_port}"
-          + (f" ({catcher.tls})" if catcher.tls else "")
-          + (f", AUTH as {catcher.auth[0]}" if catcher.auth else ""), flush=True)
-    print(f"  inbox:      {catcher.http_url}/", flush=True)
-    print(f"  JSON:       {catcher.http_url}/messages", flush=True)
-    if catcher.ca_path:
-        print(f"  CA bundle:  {catcher.ca_path}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        catcher.stop()
-    return 0
+    return serve(catcher, lambda: [
+        f"Mail sandbox: SMTP on {catcher.smtp_host}:{catcher.smtp_port}"
+        + (f" ({catcher.tls})" if catcher.tls else "")
+        + (f", AUTH as {catcher.auth[0]}" if catcher.auth else ""),
+        f"  inbox:      {catcher.http_url}/",
+        f"  JSON:       {catcher.http_url}/messages",
+        *([f"  CA bundle:  {catcher.ca_path}"] if catcher.ca_path else []),
+    ])
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from ..tls import write_self_signed
 from .smtp import HOSTNAME, CatchingController, CatchingHandler, bind, make_authenticator
 from .state import MailState
-from .tls import write_self_signed
 from .web import make_server
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class MailCatcher:
         if directory is None:
             self._tmp = tempfile.mkdtemp(prefix="mail-sandbox-")
             directory = Path(self._tmp)
-        cert, key = write_self_signed(directory, self.host)
+        cert, key = write_self_signed(directory, self.host, "OpenVLE mail sandbox")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         self.ca_path = str(cert)

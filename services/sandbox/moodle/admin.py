@@ -1,41 +1,29 @@
-"""/_sandbox/…: JSON control endpoints for tests and development (no auth, never faulted)."""
+"""/_sandbox/… of the Moodle simulator (sandbox/control.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import control
 from .state import MoodleState
 
 
 def handle(state: MoodleState, method: str, path: str, body: Any) -> tuple[int, Any]:
-    """(HTTP status, JSON payload)."""
-    parts = [p for p in path.split("/") if p][1:]  # drop "_sandbox"
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        return 400, {"error": "the body must be a JSON object"}
-    try:
-        if method == "GET" and parts == ["state"]:
-            return 200, state.snapshot()
-        if method == "POST" and parts == ["reset"]:
-            state.reset()
-            return 200, state.snapshot()
-        if method == "POST" and parts == ["seed"]:
-            state.seed()
-            return 200, state.snapshot()
-        if method == "POST" and parts == ["config"]:
-            return 200, state.configure(**body)
-        if method == "POST" and parts == ["faults"]:
-            return 200, state.set_faults(**body)
-        if method == "POST" and parts == ["categories"]:
-            return 200, {"id": state.add_category(**body)}
-        if method == "POST" and parts == ["courses"]:
-            return 200, {"id": state.add_course(**body)}
-        if method == "POST" and parts == ["users"]:
-            return 200, {"id": state.add_user(**body)}
-        if method == "POST" and parts == ["enrolments"]:
-            state.enrol(**body)
-            return 200, state.snapshot()
-    except (TypeError, ValueError) as exc:
-        return 400, {"error": str(exc)}
-    return 404, {"error": f"no admin endpoint {method} {path}"}
+    def seed(_: dict) -> Any:
+        state.seed()
+        return state.snapshot()
+
+    def enrol(b: dict) -> Any:
+        state.enrol(**b)
+        return state.snapshot()
+
+    return control.handle({
+        **control.basics(state),
+        ("POST", "seed"): seed,
+        ("POST", "config"): lambda b: state.configure(**b),
+        ("POST", "faults"): lambda b: state.set_faults(**b),
+        ("POST", "categories"): lambda b: {"id": state.add_category(**b)},
+        ("POST", "courses"): lambda b: {"id": state.add_course(**b)},
+        ("POST", "users"): lambda b: {"id": state.add_user(**b)},
+        ("POST", "enrolments"): enrol,
+    }, method, path, body)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-import threading
 
+from ..serve import serve
 from .server import MoodleSimulator
 
 
@@ -23,24 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-seed", type=int, default=None, help="seed of the fault-injection RNG")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sim = MoodleSimulator(host=args.host, port=args.port, token=args.token, duplicate_seconds=args.duplicate_seconds,
                           fault_seed=args.fault_seed)
     if args.seed:
         sim.state.seed()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    sim.start()
-    print(f"Moodle sandbox listening on {sim.url}/webservice/rest/server.php", flush=True)
-    print(f"  MOODLE_URL:  {sim.url}", flush=True)
-    print(f"  token:       {sim.token}", flush=True)
-    print(f"  admin:       {sim.url}/_sandbox/state", flush=True)
-    try:
-        stop.wait()
-    finally:
-        sim.stop()
-    return 0
+    return serve(sim, lambda: [
+        f"Moodle sandbox listening on {sim.url}/webservice/rest/server.php",
+        f"  MOODLE_URL:  {sim.url}",
+        f"  token:       {sim.token}",
+        f"  admin:       {sim.url}/_sandbox/state",
+    ])
 
 
 if __name__ == "__main__":

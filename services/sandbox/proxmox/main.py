@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-import threading
 
+from ..serve import serve
 from .server import ProxmoxSimulator
 
 
@@ -24,25 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-seed", type=int, default=None, help="seed of the fault-injection RNG")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sim = ProxmoxSimulator(host=args.host, port=args.port, user=args.user, token_name=args.token_name,
                            token_value=args.token_value, auth_fail_delay=args.auth_fail_delay,
                            seed=args.fault_seed, cert_dir=args.cert_dir)
     if args.seed:
         sim.state.seed_cluster()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    sim.start()
-    print(f"Proxmox sandbox listening on {sim.url}/api2/json", flush=True)
-    print(f"  CA bundle:  {sim.ca_path}", flush=True)
-    print(f"  API token:  PVEAPIToken={sim.user}!{sim.token_name}={sim.token_value}", flush=True)
-    print(f"  admin:      {sim.url}/_sandbox/state", flush=True)
-    try:
-        stop.wait()
-    finally:
-        sim.stop()
-    return 0
+    return serve(sim, lambda: [
+        f"Proxmox sandbox listening on {sim.url}/api2/json",
+        f"  CA bundle:  {sim.ca_path}",
+        f"  API token:  PVEAPIToken={sim.user}!{sim.token_name}={sim.token_value}",
+        f"  admin:      {sim.url}/_sandbox/state",
+    ])
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..tls import write_self_signed
 from . import admin, wire
 from .api import PREFIX, Api
 from .auth import TokenAuth
 from .clock import Clock
 from .state import ClusterState
-from .tls import write_self_signed
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class ProxmoxSimulator:
         if directory is None:
             self._tmp = tempfile.mkdtemp(prefix="pve-sandbox-")
             directory = Path(self._tmp)
-        cert, key = write_self_signed(directory, self.host)
+        cert, key = write_self_signed(directory, self.host, "OpenVLE Proxmox sandbox")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self.ca_path = str(cert)

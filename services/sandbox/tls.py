@@ -1,4 +1,5 @@
-"""A throwaway self-signed certificate, so clients can verify the simulator with the cert file as CA bundle."""
+"""A throwaway self-signed certificate, so clients can verify a simulator with the cert file as CA bundle
+(the Proxmox simulator and the mail catcher's STARTTLS)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-def write_self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+def write_self_signed(directory: Path, host: str = "127.0.0.1",
+                      organization: str = "OpenVLE sandbox") -> tuple[Path, Path]:
     """Write cert.pem and key.pem (CN localhost; SAN localhost, 127.0.0.1 and `host` if it is an address)."""
     key = ec.generate_private_key(ec.SECP256R1())  # fast to generate, unlike RSA
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OpenVLE Proxmox sandbox")])
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)])
     alt: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     try:
         extra = ipaddress.ip_address(host)
