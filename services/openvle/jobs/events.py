@@ -99,8 +99,9 @@ def deploy_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
 def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     """Enqueue the deploy steps still missing (for `only` these participants, when given)."""
     event = _load_event(event_id)
-    people = participants(event_id, ids=only)
-    teachers = [p.user_id for p in participants(event_id) if p.role == Role.TEACHER]
+    everyone = participants(event_id)
+    people = everyone if only is None else participants(event_id, ids=only)
+    teachers = [p.user_id for p in everyone if p.role == Role.TEACHER]
     steps = 0
     course_task = enrol_task = None
     if event.template.moodle_course_id:
