@@ -125,6 +125,7 @@ class MailCatcher:
         if http is not None:
             http.shutdown()
             http.server_close()
+            http.close_connections()
         if self._http_thread is not None:
             self._http_thread.join(timeout=5)
             self._http_thread = None

@@ -14,38 +14,24 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import re
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..http import SimulatorHandler, SimulatorServer
 from . import admin
 from .state import MailState
-
-log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 MESSAGE_PATH = re.compile(r"^/messages/(\d+)(?:\.(html|txt|eml))?$")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(SimulatorHandler):
     server: _Server
     server_version = "OpenVLE-mail-sandbox/1.0"
     timeout = 30  # an idle connection does not hold a thread forever
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+    methods = ("GET", "POST", "DELETE")
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -117,17 +103,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _Server(SimulatorServer):
     def __init__(self, address: tuple[str, int], state: MailState):
         super().__init__(address, _Handler)
         self.state = state
 
 
-def make_server(host: str, port: int, state: MailState) -> ThreadingHTTPServer:
+def make_server(host: str, port: int, state: MailState) -> SimulatorServer:
     return _Server((host, port), state)
 
 

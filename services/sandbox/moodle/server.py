@@ -4,21 +4,18 @@ MoodleSimulator that runs it in a background thread."""
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import socket
 import threading
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..http import Simulator, SimulatorHandler, SimulatorServer
 from . import admin, phpform, wire
 from .api import PATH, Api
 from .state import MoodleState
-
-log = logging.getLogger(__name__)
 
 MAX_BODY = 8 * 1024 * 1024  # post_max_size = 8M
 NOT_FOUND_HTML = (b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>404 Not Found</title>\n"
@@ -28,26 +25,12 @@ REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 41
            503: "Service Temporarily Unavailable"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(SimulatorHandler):
     server: _Server
-    timeout = 60  # idle keep-alive connections are closed after this
-    disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle + delayed ACK would add 40 ms
+    methods = ("GET", "POST", "HEAD")
 
     def version_string(self) -> str:
         return "Apache"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -118,91 +101,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _Server(SimulatorServer):
     def __init__(self, address: tuple[str, int], state: MoodleState, api: Api, stopping: threading.Event):
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, stopping=stopping)
         self.state = state
         self.api = api
-        self.stopping = stopping
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(_Handler.timeout)
-        with self._conns_lock:
-            self._conns.add(request)
-        try:
-            self.RequestHandlerClass(request, client_address, self)
-        except OSError:
-            pass
-        finally:
-            with self._conns_lock:
-                self._conns.discard(request)
-
-    def close_connections(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
-class MoodleSimulator:
+class MoodleSimulator(Simulator):
     """Moodle's REST web services over HTTP, backed by an in-memory site (`state`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  duplicate_seconds: float = 2.0, fault_seed: int | None = None, **config: Any):
-        self.host = host
-        self._port = port
+        super().__init__(host, port)
         self.token = token or secrets.token_hex(16)  # Moodle tokens are 32 hex characters
         self.state = MoodleState(duplicate_seconds=duplicate_seconds, seed=fault_seed, **config)
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1] if self._server else self._port
-
-    @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # a wildcard bind is reached locally
-        return f"http://{host}:{self.port}"
+        self._stopping = threading.Event()  # set by stop(): cuts the API's injected waits short
 
     def _pause(self, seconds: float) -> bool:
         return not self._stopping.wait(seconds)  # a slow request must not delay stop()
 
-    def start(self) -> MoodleSimulator:
-        if self._server is not None:
-            return self
+    def _build(self) -> _Server:
         self._stopping.clear()
         api = Api(self.state, self.token, lambda: self.url, self._pause)
-        self._server = _Server((self.host, self._port), self.state, api, self._stopping)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="moodle-sandbox", daemon=True)
-        self._thread.start()  # the socket is already listening: bound in the constructor
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._port = server.server_address[1]
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> MoodleSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return _Server((self.host, self._port), self.state, api, self._stopping)

@@ -4,18 +4,15 @@ set freely (PVE puts the error's first line there and proxmoxer reports exactly 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import socket
 import ssl
 import tempfile
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..http import Simulator, SimulatorHandler, SimulatorServer
 from ..tls import write_self_signed
 from . import admin, wire
 from .api import PREFIX, Api
@@ -23,37 +20,15 @@ from .auth import TokenAuth
 from .clock import Clock
 from .state import ClusterState
 
-log = logging.getLogger(__name__)
-
 MAX_BODY = 4 * 1024 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(SimulatorHandler):
     server: _Server
-    timeout = 60  # idle keep-alive connections are closed after this
-    # Headers and body leave in one segment: split writes meet delayed ACKs and cost ~40 ms per request
-    # (pveproxy answers in one write too).
-    wbufsize = -1
-    disable_nagle_algorithm = True
+    methods = ("GET", "POST", "PUT", "DELETE")
 
     def version_string(self) -> str:
         return "pve-api-daemon/3.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -117,70 +92,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _Server(SimulatorServer):
     def __init__(self, address: tuple[str, int], context: ssl.SSLContext, state: ClusterState, api: Api):
-        super().__init__(address, _Handler)
-        self.context = context
+        super().__init__(address, _Handler, context=context)
         self.state = state
         self.api = api
-        self.stopping = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-
-    def pause(self, seconds: float) -> None:
-        self.stopping.wait(seconds)  # a held-back 401 must not delay stop()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs here, in the connection's own thread, so a slow client cannot block accept().
-        request.settimeout(_Handler.timeout)
-        try:
-            conn = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        with self._conns_lock:
-            self._conns.add(conn)
-        try:
-            self.RequestHandlerClass(conn, client_address, self)
-        except (ssl.SSLError, OSError):
-            pass
-        finally:
-            with self._conns_lock:
-                self._conns.discard(conn)
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def close_connections(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
-class ProxmoxSimulator:
+class ProxmoxSimulator(Simulator):
     """A Proxmox VE API over HTTPS, backed by an in-memory cluster (`state`)."""
+
+    scheme = "https"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "openvle@pve", token_name: str = "tasks",
                  token_value: str | None = None, auth_fail_delay: float = 3.0,
                  durations: dict[str, float] | None = None, storage_concurrency: int = 4, lock_wait: float = 1.0,
                  seed: int | None = None, clock: Clock | None = None, cert_dir: str | Path | None = None):
-        self.host = host
-        self._port = port
+        super().__init__(host, port)
         self.auth = TokenAuth(user, token_name, token_value or str(uuid.uuid4()))
         self.state = ClusterState(clock=clock, durations=durations, storage_concurrency=storage_concurrency,
                                   lock_wait=lock_wait, auth_fail_delay=auth_fail_delay, seed=seed)
         self._cert_dir = Path(cert_dir) if cert_dir else None
         self._tmp: str | None = None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.ca_path = ""
 
     @property
@@ -195,18 +128,7 @@ class ProxmoxSimulator:
     def token_value(self) -> str:
         return self.auth.token_value
 
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1] if self._server else self._port
-
-    @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # a wildcard bind is reached locally
-        return f"https://{host}:{self.port}"
-
-    def start(self) -> ProxmoxSimulator:
-        if self._server is not None:
-            return self
+    def _build(self) -> _Server:
         directory = self._cert_dir
         if directory is None:
             self._tmp = tempfile.mkdtemp(prefix="pve-sandbox-")
@@ -215,29 +137,9 @@ class ProxmoxSimulator:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self.ca_path = str(cert)
-        self._server = _Server((self.host, self._port), context, self.state, Api(self.state, self.auth))
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="pve-sandbox", daemon=True)
-        self._thread.start()  # the socket is already listening: bound in the constructor
-        return self
+        return _Server((self.host, self._port), context, self.state, Api(self.state, self.auth))
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._port = server.server_address[1]
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def _stopped(self) -> None:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-    def __enter__(self) -> ProxmoxSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
