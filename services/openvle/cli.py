@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(env_example())
         return 0
     if command == "config":
+        print("# the settings of this shell's environment (and .env), secrets masked; a running `make dev`\n"
+              "# gives its own processes an embedded REDIS_URL and the simulators' PVE_*, GUACAMOLE_*,\n"
+              "# MOODLE_* and SMTP_* unless they are set here")
         for name, value in settings.public_items():
             print(f"{name}={value}")
         return 0

@@ -117,6 +117,12 @@ def _wait_for(path: Path, sandbox: subprocess.Popen, timeout: float = 30) -> boo
 
 
 def _stop_all(children: dict[str, subprocess.Popen]) -> None:
+    # The simulators stop last: workers log out of Guacamole and finish their jobs against them.
+    _stop({r: c for r, c in children.items() if r != "sandbox"})
+    _stop({r: c for r, c in children.items() if r == "sandbox"})
+
+
+def _stop(children: dict[str, subprocess.Popen]) -> None:
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

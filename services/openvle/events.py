@@ -145,6 +145,10 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
         raise EventError(f"event {name}: its end ({end_at}) must come after its start ({start_at})")
     if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED):
         raise EventError(f"event {name}: a new event is draft or scheduled, not {status!r}")
+    if status == EventStatus.SCHEDULED and end_at <= utcnow():
+        raise EventError(f"event {name}: its end ({end_at:%Y-%m-%d %H:%M} UTC) is already past, so there is nothing "
+                         "to deploy: move the dates, or create it with status draft to keep it as a record")
+    _check_people_once(participants_, teachers)
     with session_scope() as session:
         column = Template.id if isinstance(template, int) else Template.name
         template_id = session.execute(select(Template.id).where(column == template)).scalar()
@@ -159,6 +163,19 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
         session.flush()
         session.add_all(Participant(event_id=event.id, user_id=uid, role=role) for uid, role in dict(people).items())
         return event.id
+
+
+def _check_people_once(participants_: list[dict], teachers: list[dict]) -> None:
+    """Each person once per event (as participant or teacher), by user name and by email."""
+    seen: dict[tuple[str, str], str] = {}
+    for group, people in (("participants", participants_), ("teachers", teachers)):
+        for index, person in enumerate(people, start=1):
+            here = f"{group}[{index}]"
+            for field in ("username", "email"):
+                key = (field, str(person.get(field, "")).strip().lower())
+                if key in seen:
+                    raise EventError(f"{here}.{field}: {key[1]!r} is already {seen[key]}: list each person once")
+                seen[key] = here
 
 
 def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT) -> int:

@@ -51,7 +51,7 @@ _ATTEMPT_SUCCESS = update(subtasks).where(_THIS_ATTEMPT).values(
     status=AttemptStatus.SUCCESS, finished_at=bindparam("now"))
 _TASK_SUCCESS = update(tasks).where(tasks.c.id == bindparam("tid")).values(
     status=TaskStatus.SUCCESS, progress=100, result=bindparam("result", type_=tasks.c.result.type),
-    finished_at=bindparam("now"), updated_at=bindparam("now"))
+    error=None, finished_at=bindparam("now"), updated_at=bindparam("now"))  # earlier attempts keep theirs
 
 
 def begin_attempt(conn: Connection, task_id: int, worker: str | None) -> int | None:

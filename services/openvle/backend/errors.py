@@ -20,13 +20,22 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def _problem(err: dict) -> str:
+    """One validation error as a sentence naming the field (or the place in the body) at fault."""
+    if err["type"] == "json_invalid":  # loc is ("body", character offset)
+        at = err["loc"][-1] if len(err["loc"]) > 1 else "?"
+        why = (err.get("ctx") or {}).get("error", "not valid JSON")
+        return f"the request body must be JSON (content-type: application/json); it broke at character {at}: {why}"
+    if err["type"] == "model_attributes_type" and tuple(err["loc"]) == ("body",):
+        return "the request body must be a JSON object (content-type: application/json)"
+    where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+    return f"{where}: {err['msg']}"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
-            problems.append(f"{where}: {err['msg']}")
+        problems = [_problem(err) for err in exc.errors()]
         return _error(422, "invalid request: " + "; ".join(problems), problems=problems)
 
     @app.exception_handler(HTTPException)

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
+from openvle.db.models import iso_utc
 from openvle.jobs.housekeeping import HEARTBEAT_KEY
 from openvle.queues import QUEUE_TABLE, policy
 from openvle.settings import get_settings
@@ -75,7 +76,7 @@ def workers() -> dict:
                 "queues": w.queue_names(),
                 "state": str(w.get_state()),
                 "current_job": w.get_current_job_id(),
-                "last_heartbeat": w.last_heartbeat.isoformat() + "Z" if w.last_heartbeat else None,
+                "last_heartbeat": iso_utc(w.last_heartbeat) if w.last_heartbeat else None,
             }
             for w in sorted(Worker.all(connection=redis), key=lambda w: w.name)
         ],

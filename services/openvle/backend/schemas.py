@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from openvle.db.models import iso_utc
 from openvle.queues import QUEUE_NAMES
 
 
@@ -16,7 +17,7 @@ class _Out(BaseModel):
     @field_serializer("*", when_used="json")
     def _utc(self, value: Any) -> Any:
         if isinstance(value, dt.datetime):
-            return value.isoformat(timespec="milliseconds") + "Z"
+            return iso_utc(value)
         return value
 
 
