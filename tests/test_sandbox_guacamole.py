@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sandbox.clock import FakeClock
 from sandbox.guacamole import GuacamoleSimulator, GuacamoleState, client_link_id, client_url, parse_client_link_id
 
 DATA = "/session/data/mysql"
@@ -134,14 +135,19 @@ def test_expired_tokens_are_403_and_logging_in_again_works(sim, http, state):
 
 
 def test_tokens_expire_after_idle_time_only(http, state):
-    state.configure(token_ttl=0.6)
-    token = login(http)
-    headers = {"Guacamole-Token": token}
-    for _ in range(3):  # use keeps it alive past the TTL
-        time.sleep(0.2)
-        assert http.get(f"{DATA}/connections", headers=headers).status_code == 200
-    time.sleep(0.8)
-    error(http.get(f"{DATA}/connections", headers=headers), 403, "PERMISSION_DENIED", "Permission Denied.")
+    clock = FakeClock()  # idle time passes when the test says, however slow the machine
+    state.tokens.clock = clock.monotonic
+    try:
+        state.configure(token_ttl=0.6)
+        token = login(http)
+        headers = {"Guacamole-Token": token}
+        for _ in range(3):  # use keeps it alive past the TTL
+            clock.advance(0.4)
+            assert http.get(f"{DATA}/connections", headers=headers).status_code == 200
+        clock.advance(0.61)
+        error(http.get(f"{DATA}/connections", headers=headers), 403, "PERMISSION_DENIED", "Permission Denied.")
+    finally:
+        state.tokens.clock = time.monotonic
 
 
 def test_posting_a_live_token_reuses_the_session(http):
@@ -517,6 +523,14 @@ def test_seeded_faults_replay(api, state):
     assert run() == first
 
 
+def test_an_exact_plan_fails_every_nth_request(sim, api, state):
+    admin(sim, "POST", "faults", {"error_every": 3})
+    codes = [api.get(f"{DATA}/connections").status_code for _ in range(9)]
+    assert codes == [200, 200, 500] * 3
+    state.set_faults(error_every=0)
+    assert api.get(f"{DATA}/connections").status_code == 200
+
+
 # ---- admin -------------------------------------------------------------------------------------------------------
 def test_admin_endpoints_round_trip(sim, api):
     conn = create_connection(api)
@@ -530,10 +544,10 @@ def test_admin_endpoints_round_trip(sim, api):
     assert [(u["username"], u["password"]) for u in snap["users"]] == [("guacadmin", "guacadmin"), ("alice", "pw")]
     assert snap["permissions"]["alice"]["userPermissions"] == {"alice": ["READ"]}
     assert snap["tokens"] == 1
-    assert snap["faults"] == {"latency": 0.0, "error_rate": 0.0, "drop_rate": 0.0, "seed": None}
+    assert snap["faults"] == {"latency": 0.0, "error_rate": 0.0, "error_every": 0, "drop_rate": 0.0, "seed": None}
 
     resp = admin(sim, "POST", "faults", {"error_rate": 0.25, "seed": 3})
-    assert resp.json() == {"latency": 0.0, "error_rate": 0.25, "drop_rate": 0.0, "seed": 3}
+    assert resp.json() == {"latency": 0.0, "error_rate": 0.25, "error_every": 0, "drop_rate": 0.0, "seed": 3}
     assert admin(sim, "POST", "faults", {"error_rate": 2}).status_code == 400
     assert admin(sim, "POST", "faults", {"colour": 1}).status_code == 400
     admin(sim, "POST", "faults", {"error_rate": 0})

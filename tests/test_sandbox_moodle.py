@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import wait_for
 from sandbox.moodle import MoodleSimulator, MoodleState
 
 TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -229,18 +230,19 @@ def test_duplicate_course_errors(http):
 
 
 def test_duplicate_course_in_flight(http, sim, site):
-    site.configure(duplicate_seconds=0.6)
+    site.configure(duplicate_seconds=4)  # the restore half (2 s) is the window the checks below run in
     results: list[Any] = []
     worker = threading.Thread(target=lambda: results.append(ws(
         http, "core_course_duplicate_course", courseid=2, fullname="Lab A", shortname="lab-a", categoryid=2)))
     worker.start()
-    time.sleep(0.45)  # past the backup half: the hidden skeleton exists under its final names
-    skeleton = [c for c in site.snapshot()["courses"] if c["shortname"] == "lab-a"]
-    assert skeleton and skeleton[0]["restoring"] and skeleton[0]["visible"] == 0
+    # Past the backup half, the hidden skeleton exists under its final names.
+    skeleton = wait_for(lambda: [c for c in site.snapshot()["courses"] if c["shortname"] == "lab-a"], 10,
+                        "the restore to begin")
+    assert skeleton[0]["restoring"] and skeleton[0]["visible"] == 0
     again = ws_error(http, "core_course_duplicate_course", courseid=2, fullname="Lab A", shortname="lab-a",
                      categoryid=2)
     assert again["errorcode"] == "shortnametaken"
-    worker.join(timeout=5)
+    worker.join(timeout=10)
     assert results[0]["id"] == skeleton[0]["id"]
     course = next(c for c in site.snapshot()["courses"] if c["id"] == results[0]["id"])
     assert course["visible"] == 1 and not course["restoring"]
@@ -460,6 +462,14 @@ def test_seeded_faults_replay(http, site):
 
     first = outcomes()
     assert first == outcomes() and set(first) == {200, 503}
+
+
+def test_an_exact_plan_fails_every_nth_call_cycling_through_the_kinds(http, site):
+    site.set_faults(error_every=2, kinds=["http503"])
+    codes = [raw_call(http, "core_webservice_get_site_info").status_code for _ in range(6)]
+    assert codes == [200, 503] * 3
+    site.set_faults(error_every=0)
+    assert raw_call(http, "core_webservice_get_site_info").status_code == 200
 
 
 def test_drop_and_latency(http, site):

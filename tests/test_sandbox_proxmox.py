@@ -381,6 +381,36 @@ def test_error_rate_gives_500s(sim, px):
     assert admin(sim, "GET", "state").json()["vms"][0]["vmid"] == 9000  # admin endpoints are never faulted
 
 
+def test_an_exact_plan_fails_every_nth_request(sim, px, cluster):
+    assert admin(sim, "POST", "faults", {"error_every": 2}).json()["error_every"] == 2
+    codes = []
+    for _ in range(6):
+        try:
+            px.version.get()
+            codes.append(200)
+        except ResourceException as exc:
+            codes.append(exc.status_code)
+    assert codes == [200, 500] * 3
+    cluster.set_faults(error_every=0)
+    assert px.version.get()["release"]
+
+
+def test_a_planned_clone_lock_timeout_hits_exactly_the_listed_clones():
+    clock = FakeClock()
+    state = ClusterState(clock=clock, storage_concurrency=4, lock_wait=1.0)
+    state.seed_cluster()
+    api = Api(state, TokenAuth("openvle@pve", "tasks", "t"))
+    headers = {"Authorization": "PVEAPIToken=openvle@pve!tasks=t"}
+    state.set_faults(clone_lock_timeouts=[2])
+    upids = [api.handle("POST", "/nodes/pve1/qemu/9000/clone", {"newid": str(n)}, headers).body.decode().split('"')[3]
+             for n in (101, 102, 103)]
+    clock.advance(10.0)
+    ends = {t["upid"]: t["exitstatus"] for t in state.snapshot()["tasks"]}
+    assert [ends[u] for u in upids][0::2] == ["OK", "OK"]
+    assert ends[upids[1]].startswith("clone failed: can't lock file '/var/lock/pve-manager/pve-storage-")
+    assert [v["vmid"] for v in state.snapshot()["vms"]] == [101, 103, 9000]  # the failed one left nothing
+
+
 def test_drop_rate_closes_the_connection(sim, px, cluster):
     cluster.set_faults(drop_rate=1.0)
     with pytest.raises(requests.exceptions.ConnectionError):

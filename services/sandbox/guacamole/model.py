@@ -169,9 +169,10 @@ class User:
 class Faults:
     latency: float = 0.0
     error_rate: float = 0.0
+    error_every: int = 0  # exact plan: every n-th request fails (sandbox/faults.py)
     drop_rate: float = 0.0
     seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"latency": self.latency, "error_rate": self.error_rate, "drop_rate": self.drop_rate,
-                "seed": self.seed}
+        return {"latency": self.latency, "error_rate": self.error_rate, "error_every": self.error_every,
+                "drop_rate": self.drop_rate, "seed": self.seed}

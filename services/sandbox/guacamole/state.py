@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..faults import EveryNth
 from . import views
 from .model import (
     ADMIN_SELF_PERMISSIONS,
@@ -67,6 +68,7 @@ class GuacamoleState:
             self.tokens.ttl = self._initial_ttl
             self.faults = Faults(seed=self._initial_seed)
             self.rng = random.Random(self._initial_seed)
+            self.error_plan = EveryNth()
 
     def configure(self, token_ttl: float | None = None) -> dict[str, Any]:
         with self.lock:
@@ -78,9 +80,12 @@ class GuacamoleState:
         return {"token_ttl": self.tokens.ttl, "data_source": self.data_source, "admin_username": self.admin_username}
 
     def set_faults(self, error_rate: float | None = None, latency: float | None = None,
-                   drop_rate: float | None = None, seed: int | None = None) -> dict[str, Any]:
+                   drop_rate: float | None = None, seed: int | None = None,
+                   error_every: int | None = None) -> dict[str, Any]:
         with self.lock:
             f = self.faults
+            if error_every is not None:
+                f.error_every = self.error_plan.set(error_every)
             if latency is not None:
                 f.latency = _non_negative("latency", latency)
             if error_rate is not None:
@@ -119,7 +124,7 @@ class GuacamoleState:
             decision = FaultDecision(latency=f.latency)
             if f.drop_rate > 0 and self.rng.random() < f.drop_rate:
                 decision.drop = True
-            elif f.error_rate > 0 and self.rng.random() < f.error_rate:
+            elif self.error_plan.hit() or (f.error_rate > 0 and self.rng.random() < f.error_rate):
                 decision.error = True
             return decision
 

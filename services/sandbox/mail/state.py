@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from ..clock import Clock
+
 MAX_MESSAGES = 10_000  # oldest dropped beyond this, so a long `make dev` cannot grow without bound
 
 
@@ -28,7 +30,8 @@ def _addresses(addresses: Any) -> list[str]:
 class MailState:
     """Caught messages (oldest first) plus the fault settings the SMTP side consults."""
 
-    def __init__(self, max_messages: int = MAX_MESSAGES):
+    def __init__(self, max_messages: int = MAX_MESSAGES, clock: Clock | None = None):
+        self.clock = clock or Clock()  # a FakeClock lets a test move through a failure window
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._max = max_messages
@@ -117,7 +120,7 @@ class MailState:
             raise ValueError("seconds must be a number >= 0")
         with self.lock:
             self._fail_count = count or 0
-            self._fail_until = time.monotonic() + seconds if seconds else None
+            self._fail_until = self.clock.monotonic() + seconds if seconds else None
             return self._failure_snapshot()
 
     def take_temporary_failure(self) -> bool:
@@ -125,7 +128,7 @@ class MailState:
         with self.lock:
             if self._fail_count > 0:
                 self._fail_count -= 1
-            elif self._fail_until is None or time.monotonic() >= self._fail_until:
+            elif self._fail_until is None or self.clock.monotonic() >= self._fail_until:
                 return False
             self.stats["temporary_failures"] += 1
             return True
@@ -145,7 +148,7 @@ class MailState:
             self.stats = {"accepted": 0, "rejected_recipients": 0, "temporary_failures": 0, "auth_failures": 0}
 
     def _failure_snapshot(self) -> dict[str, Any]:
-        left = None if self._fail_until is None else max(0.0, round(self._fail_until - time.monotonic(), 3))
+        left = None if self._fail_until is None else max(0.0, round(self._fail_until - self.clock.monotonic(), 3))
         return {"active": self._fail_count > 0 or bool(left), "count": self._fail_count, "seconds_left": left}
 
     def snapshot(self) -> dict[str, Any]:

@@ -167,6 +167,7 @@ FAULT_KINDS = ("dml", "http503")
 @dataclass
 class Faults:
     error_rate: float = 0.0
+    error_every: int = 0  # exact plan: every n-th request fails, cycling through `kinds` (sandbox/faults.py)
     latency: float = 0.0
     drop_rate: float = 0.0
     drop_phase: str = "before"  # "before": the request is lost; "after": it runs, the answer is lost

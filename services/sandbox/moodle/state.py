@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..faults import EveryNth
 from .model import (
     ADMIN_ID,
     FAULT_KINDS,
@@ -68,6 +69,7 @@ class MoodleState:
             self._next = {"course": SITEID + 1, "user": ADMIN_ID + 1, "category": 1}
             self.faults = Faults(seed=self._initial_seed)
             self.rng = random.Random(self._initial_seed)
+            self.error_plan = EveryNth()
 
     def seed(self) -> None:
         """The `--seed` site: categories 1 "Miscellaneous" and 2 "OpenVLE labs", template course 2."""
@@ -102,9 +104,11 @@ class MoodleState:
 
     def set_faults(self, error_rate: float | None = None, latency: float | None = None,
                    drop_rate: float | None = None, seed: int | None = None, drop_phase: str | None = None,
-                   kinds: list[str] | None = None) -> dict:
+                   kinds: list[str] | None = None, error_every: int | None = None) -> dict:
         with self.lock:
             f = self.faults
+            if error_every is not None:
+                f.error_every = self.error_plan.set(error_every)
             if error_rate is not None:
                 f.error_rate = _rate("error_rate", error_rate)
             if latency is not None:
@@ -218,6 +222,8 @@ class MoodleState:
             decision = FaultDecision(latency=f.latency)
             if f.drop_rate > 0 and self.rng.random() < f.drop_rate:
                 decision.drop = f.drop_phase
+            elif self.error_plan.hit():
+                decision.error = f.kinds[(self.error_plan.hits - 1) % len(f.kinds)]
             elif f.error_rate > 0 and self.rng.random() < f.error_rate:
                 decision.error = self.rng.choice(f.kinds)
             return decision

@@ -8,7 +8,7 @@ error texts, async tasks with UPIDs, locks and delays, plus fault injection and 
     sim.stop()
 """
 
-from .clock import Clock, FakeClock
+from ..clock import Clock, FakeClock
 from .main import main
 from .server import ProxmoxSimulator
 from .state import ClusterState

@@ -216,6 +216,8 @@ class SimConfig:
 class Faults:
     latency: float = 0.0
     error_rate: float = 0.0
+    error_every: int = 0  # exact plan: every n-th request fails (sandbox/faults.py)
+    clone_lock_timeouts: list[int] = field(default_factory=list)  # these clones (1 = the next) meet a lock timeout
     drop_rate: float = 0.0
     down_nodes: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -224,6 +226,8 @@ class Faults:
         return {
             "latency": self.latency,
             "error_rate": self.error_rate,
+            "error_every": self.error_every,
+            "clone_lock_timeouts": list(self.clone_lock_timeouts),
             "drop_rate": self.drop_rate,
             "down_nodes": list(self.down_nodes),
             "seed": self.seed,

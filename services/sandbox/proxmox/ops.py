@@ -133,7 +133,8 @@ def clone(state: ClusterState, user: str, node: str, vmid: int, p: dict[str, Any
     error, write_config = None, True
     if any(t.meta.get("source") == vmid and (exclusive or t.meta.get("exclusive")) for t in active):
         error, write_config = f"can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout", False
-    elif storage_key and sum(t.meta.get("storage_key") == storage_key for t in active) >= cfg.storage_concurrency:
+    elif storage_key and (state.planned_clone_lock_timeout() or sum(
+            t.meta.get("storage_key") == storage_key for t in active) >= cfg.storage_concurrency):
         if _shared(state, dest_store or ""):
             error = f"clone failed: cfs-lock 'storage-{dest_store}' error: got lock request timeout"
         else:

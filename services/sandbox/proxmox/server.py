@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..clock import Clock
 from ..http import Simulator, SimulatorHandler, SimulatorServer
 from ..tls import write_self_signed
 from . import admin, wire
 from .api import PREFIX, Api
 from .auth import TokenAuth
-from .clock import Clock
 from .state import ClusterState
 
 MAX_BODY = 4 * 1024 * 1024

@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
+from ..clock import Clock
+from ..faults import EveryNth
 from .model import (
     DURATION_DEFAULTS,
     VM,
@@ -79,6 +80,8 @@ class ClusterState:
             self.config = copy.deepcopy(self._initial)
             self.faults = Faults(seed=self._initial_seed)
             self.rng = random.Random(self._initial_seed)  # fault decisions
+            self.error_plan = EveryNth()
+            self._clones_started = 0  # counted for faults.clone_lock_timeouts
             self.ids = random.Random()  # MACs, UUIDs: need not be reproducible
             self._seq = 0
             self._pid = 0x1A000
@@ -108,13 +111,24 @@ class ClusterState:
 
     def set_faults(self, latency: float | None = None, error_rate: float | None = None,
                    drop_rate: float | None = None, down_nodes: list[str] | None = None,
-                   seed: int | None = None) -> dict:
+                   seed: int | None = None, error_every: int | None = None,
+                   clone_lock_timeouts: list[int] | None = None) -> dict:
+        """Rates draw from a seeded generator; `error_every` and `clone_lock_timeouts` are exact plans
+        counted from this call: every n-th API request fails, and the listed clones (1 = the next one
+        started) end with a storage lock timeout."""
         with self.lock:
             f = self.faults
             if latency is not None:
                 f.latency = _non_negative("latency", latency)
             if error_rate is not None:
                 f.error_rate = _rate("error_rate", error_rate)
+            if error_every is not None:
+                f.error_every = self.error_plan.set(error_every)
+            if clone_lock_timeouts is not None:
+                if any(int(n) < 1 for n in clone_lock_timeouts):
+                    raise ValueError("clone_lock_timeouts counts clones from 1")
+                f.clone_lock_timeouts = sorted({int(n) for n in clone_lock_timeouts})
+                self._clones_started = 0
             if drop_rate is not None:
                 f.drop_rate = _rate("drop_rate", drop_rate)
             if down_nodes is not None:
@@ -249,12 +263,17 @@ class ClusterState:
             decision = FaultDecision(latency=f.latency)
             if f.drop_rate > 0 and self.rng.random() < f.drop_rate:
                 decision.drop = True
-            elif f.error_rate > 0 and self.rng.random() < f.error_rate:
+            elif self.error_plan.hit() or (f.error_rate > 0 and self.rng.random() < f.error_rate):
                 # Injected, not derived from state: texts a real cluster gives for transient trouble.
                 # fork_worker's failure for calls that start a task, a refused pvedaemon connection otherwise.
                 decision.error = ("got no worker upid - start worker failed\n" if method in ("POST", "DELETE")
                                   else "Connection refused\n")
             return decision
+
+    def planned_clone_lock_timeout(self) -> bool:
+        """Count a clone that starts now; True when the plan says it meets a storage lock timeout."""
+        self._clones_started += 1
+        return self._clones_started in self.faults.clone_lock_timeouts
 
     # ---- task engine ------------------------------------------------------------------------------------------
     def start_task(self, node: str, type_: str, id_: str, user: str, duration: float, *,
