@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,7 +149,20 @@ def build_worker(role: str, settings: _Settings) -> Worker:
     )
 
 
+def _die_with_worker() -> None:
+    """In each process the worker forks (RQ's scheduler, every work horse): stop when the worker is
+    gone. A scheduler outliving a killed worker would keep its queues' scheduler locks and run on
+    unseen; a horse outliving it would run its job on while the retry of that same job starts."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def run(role: str, settings: _Settings) -> int:
+    if sys.platform == "linux":
+        os.register_at_fork(after_in_child=_die_with_worker)
     load_jobs()  # import every job module before forking, so each work horse starts warm
     wait_until_current(get_engine(), timeout=settings.SCHEMA_WAIT_TIMEOUT)
     records.warm_up()  # compile the bookkeeping statements once, before any horse forks
