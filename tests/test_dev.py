@@ -9,24 +9,25 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 from redis import Redis
 
-from conftest import wait_for
+from conftest import die_with_parent, wait_for
 from openvle.clients import guacamole
 from test_backend import free_port
 
 
-@pytest.mark.slow
 def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "DATABASE_URL") and not k.startswith(("SERVICE_", "WORKER_", "QUEUE_"))}
-    env.update(BACKEND_PORT=str(port), PYTHONUNBUFFERED="1")
+    # Free ports for everything it serves, so a `make dev` or another test run on this machine is no obstacle.
+    env.update(BACKEND_PORT=str(port), PYTHONUNBUFFERED="1", **{
+        name: str(free_port()) for name in ("SANDBOX_PVE_PORT", "SANDBOX_GUACAMOLE_PORT", "SANDBOX_MOODLE_PORT",
+                                            "SANDBOX_SMTP_PORT", "SANDBOX_MAIL_HTTP_PORT")})
     log = open(tmp_path / "dev.log", "w+")
     # cwd is an empty directory: the SQLite file and the embedded Redis land in its var/.
     dev = subprocess.Popen([sys.executable, "-m", "openvle", "dev"], cwd=tmp_path, env=env, stdout=log,
-                           stderr=subprocess.STDOUT, start_new_session=True)
+                           stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
     output = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

@@ -98,8 +98,9 @@ def test_an_event_of_20_deploys_completely_under_faults_and_archives_to_nothing(
     pve, guac, moodle, mail = lab["pve"], lab["guac"], lab["moodle"], lab["mail"]
     workers = start_workers(start_role, lab)
     event_id = make_event(20)
-    for sim in (pve, guac, moodle):
-        sim.state.set_faults(error_rate=0.05, seed=11)
+    # An exact plan: every 20th request to Proxmox and Guacamole fails, every 4th of the few to Moodle.
+    for sim, every in ((pve, 20), (guac, 20), (moodle, 4)):
+        sim.state.set_faults(error_every=every)
 
     request_deploy(event_id)
     event = wait_for(lambda: settled_event(event_id, "deployed", "deployed_with_failures"), 300,
@@ -122,8 +123,9 @@ def test_an_event_of_20_deploys_completely_under_faults_and_archives_to_nothing(
     shown = progress(event_id)
     assert shown["percent"] == 100 and set(shown["participants"]["student07"].values()) == {"done"}
 
+    assert all(sim.state.error_plan.hits > 0 for sim in (pve, guac, moodle)), "every plan should have hit"
     for sim in (pve, guac, moodle):
-        sim.state.set_faults(error_rate=0.0)
+        sim.state.set_faults(error_every=0)
     request_archive(event_id)
     event = wait_for(lambda: settled_event(event_id, "archived", "failed"), 300, "the archive", workers[0],
                      interval=1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from conftest import wait_for
 from helpers import settled
 from openvle import logs
@@ -13,7 +15,18 @@ TOKEN = "a1b2c3d4-pve-token-secret"
 DB_PASSWORD = "db-secret-pass-99"
 
 
-def test_formatter_masks_secrets_and_url_passwords_and_keeps_one_line(capsys):
+@pytest.fixture
+def our_log_setup():
+    """logs.setup() in this process, undone after: its handler writes to this test's captured stdout,
+    which is closed once the test ends (later log lines would meet a closed file)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, logs._Formatter)]
+    root.setLevel(level)
+
+
+def test_formatter_masks_secrets_and_url_passwords_and_keeps_one_line(capsys, our_log_setup):
     logs.setup("worker", "INFO", [TOKEN])
     with logs.job_context(queue="mails", job_id="j1", task_id=7, attempt="2/6"):
         logging.getLogger("openvle.test").warning(

@@ -25,14 +25,21 @@ def test_two_schedulers_never_enqueue_a_periodic_job_twice(start_role, settings_
     settings_env(**env)
     worker = start_role("worker", **env)
     first = start_role("scheduler", **env)
+    wait_for(lambda: len(CronScheduler.all(connection=_redis())) == 1, 60, "the first scheduler", first)
     time.sleep(0.9)  # out of phase with the first, as two containers would be
     second = start_role("scheduler", **env)
-    time.sleep(9)
+    wait_for(lambda: len(CronScheduler.all(connection=_redis())) == 2, 60, "the second scheduler", second)
+
+    def ticks_and_slots():
+        ticks = [Job.fetch(i, connection=_redis()) for i in get_cron_job_ids("heartbeat", _redis())]
+        return ticks, {slot_of(BY_NAME["heartbeat"], t.enqueued_at.timestamp(), get_settings()) for t in ticks}
+
+    # Both fire in the same slots for a few cycles, however long the machine took to start them.
+    wait_for(lambda: (lambda t, s: len(s) >= 4 and len(t) > len(s))(*ticks_and_slots()), 60,
+             "both schedulers to fire for four slots", second)
     first.stop()
     second.stop()
-
-    ticks = [Job.fetch(i, connection=_redis()) for i in get_cron_job_ids("heartbeat", _redis())]
-    slots = {slot_of(BY_NAME["heartbeat"], t.enqueued_at.timestamp(), get_settings()) for t in ticks}
+    ticks, slots = ticks_and_slots()
     wait_for(lambda: all(t.get_status(refresh=True) == "finished" for t in ticks), 20, "every tick", worker)
 
     heartbeats = tasks_of("housekeeping.heartbeat")
