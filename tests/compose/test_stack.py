@@ -300,10 +300,10 @@ def test_docker_logs_of_worker_periodic_show_the_node_syncs(live):
 
 # --- scaling and stopping -------------------------------------------------------------------------
 
-def worker_names(live: Stack, role: str) -> list[str]:
+def worker_names(live: Stack, prefix: str) -> list[str]:
     response = live.api("GET", "/api/workers")
     assert response.status_code == 200, response.text
-    return [w["name"] for w in response.json()["workers"] if w["name"].startswith(f"{role}@")]
+    return [w["name"] for w in response.json()["workers"] if w["name"].startswith(prefix)]
 
 
 def demo_tasks(live: Stack, count: int, seconds: float) -> list[int]:
@@ -336,7 +336,7 @@ def test_scale_to_eight_workers_and_back_to_four_with_a_warm_shutdown(live):
     containers = live.compose.containers("worker")
     assert len(containers) == 8
     hosts = {c["Id"][:12] for c in containers}  # a container's host name is its short id
-    names = wait_for(lambda: len(n := worker_names(live, "worker")) == 8 and n, 60, "8 workers registered")
+    names = wait_for(lambda: len(n := worker_names(live, "worker@")) == 8 and n, 60, "8 workers registered")
     assert {n.split("@")[1].split(".")[0] for n in names} == hosts, names
     info = stack.podman("exec", live.container("backend"), "rq", "info", "--url", "redis://redis:6379/0").stdout
     assert sum(1 for host in hosts if re.search(rf"worker@{host}\.\d+", info)) == 8, info
@@ -349,18 +349,51 @@ def test_scale_to_eight_workers_and_back_to_four_with_a_warm_shutdown(live):
     live.timings["scale worker=4 (warm: running jobs finish)"] = time.monotonic() - began
     assert len(live.compose.containers("worker")) == 4
     assert_finished_in_one_attempt(live, ids)
-    assert len(worker_names(live, "worker")) == 4  # the four stopped ones deregistered on their way out
+    assert len(worker_names(live, "worker@")) == 4  # the four stopped ones deregistered on their way out
 
 
-def test_stop_worker_while_a_job_runs_finishes_it_and_exits_zero(live):
-    [task_id] = demo_tasks(live, 1, 15)
-    wait_processing(live, [task_id])
-    containers = [c["Names"][0] for c in live.compose.containers("worker")]
-    live.compose.run("stop", "worker", timeout=600)
-    for name in containers:
-        state = live.compose.inspect(name)["State"]
-        assert state["Status"] == "exited" and state["ExitCode"] == 0, (name, state)
-    assert_finished_in_one_attempt(live, [task_id])
+@contextlib.contextmanager
+def second_host_worker(live: Stack) -> Iterator[str]:
+    """Our image run by hand, outside compose, on the host's network as another machine would: it
+    is given only the Redis and database URLs (README, "Beyond one host")."""
+    env = dict(line.split("=", 1) for line in live.compose.env_file.read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    redis_port, db_port = live.compose.port("redis", 6379), live.compose.port("mariadb", 3306)
+    name = "openvle-second-host-worker"
+    stack.podman("rm", "-f", name, check=False)
+    stack.podman(
+        "run", "-d", "--name", name, "--hostname", "second-host", "--network", "host",
+        "--read-only", "--tmpfs", "/tmp", "--stop-timeout", "3900",
+        "-e", "SERVICE_ROLE=worker", "-e", f"REDIS_URL=redis://127.0.0.1:{redis_port}/0",
+        "-e", f"DATABASE_URL=mysql+pymysql://openvle:{env['MARIADB_PASSWORD']}@127.0.0.1:{db_port}/openvle",
+        stack.IMAGE)
+    try:
+        wait_for(lambda: worker_names(live, "worker@second-host."), 120, "the second host's worker registered")
+        assert stack.podman("healthcheck", "run", name, check=False).returncode == 0
+        yield name
+    finally:
+        stack.podman("rm", "-f", name, check=False)
+
+
+def test_stop_worker_mid_job_exits_zero_while_a_second_host_worker_carries_on(live):
+    """`docker compose stop worker` with a job running: the job finishes, every worker container
+    exits 0. Meanwhile a worker on a "second host" (same image, no compose) takes the next job."""
+    [running] = demo_tasks(live, 1, 15)
+    wait_processing(live, [running])
+    with second_host_worker(live) as other_host:
+        containers = [c["Names"][0] for c in live.compose.containers("worker")]
+        live.compose.run("stop", "worker", timeout=600)
+        for name in containers:
+            state = live.compose.inspect(name)["State"]
+            assert state["Status"] == "exited" and state["ExitCode"] == 0, (name, state)
+        assert_finished_in_one_attempt(live, [running])
+        assert not live.task(running)["subtasks"][0]["worker"].startswith("worker@second-host.")
+
+        [carried] = demo_tasks(live, 1, 0)  # only the second host's worker is left on its queue
+        assert_finished_in_one_attempt(live, [carried])
+        assert live.task(carried)["subtasks"][0]["worker"].startswith("worker@second-host."), live.task(carried)
+        stack.podman("stop", other_host, timeout=120)
+        assert live.compose.inspect(other_host)["State"]["ExitCode"] == 0
     began = time.time()
     live.compose.run("start", "worker")
     live.wait_healthy(began, "start worker to healthy", {"worker"})
