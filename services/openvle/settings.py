@@ -330,7 +330,8 @@ Settings = create_model("Settings", __base__=_Settings, **_queue_overrides())
 
 # Read by docker compose only (compose/docker-compose.yml), never by the Python processes.
 COMPOSE_ONLY: dict[str, tuple[str, str]] = {
-    "MARIADB_PASSWORD": ("openvle", "password of the `openvle` MariaDB user that compose creates"),
+    # Not a word that appears in log lines: every log line masks the database password.
+    "MARIADB_PASSWORD": ("change-me-app", "password of the `openvle` MariaDB user that compose creates"),
     "MARIADB_ROOT_PASSWORD": ("change-me-root", "MariaDB root password that compose sets on first start"),
 }
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from redis import Redis
 from rq import Queue, Worker
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -31,9 +33,20 @@ from openvle.settings import _Settings
 log = logging.getLogger("openvle.worker")
 
 
-def worker_name(role: str) -> str:
-    """`rq info` shows who is who: role, host (the container id under compose) and pid."""
-    return f"{role}@{socket.gethostname()}.{os.getpid()}"
+def worker_name(role: str, connection: Redis | None = None) -> str:
+    """`rq info` shows who is who: role, host (the container id under compose) and pid.
+
+    A container started again after a kill keeps its host name and often gets its old pid back,
+    while the killed worker stays registered until its key expires: RQ refuses a name in use
+    ("There exists an active worker named ...") and the container would crash until then. A short
+    suffix keeps the new worker apart from its predecessor (never take over the name: the other
+    holder may be alive, e.g. two containers sharing the host's network and name)."""
+    name = f"{role}@{socket.gethostname()}.{os.getpid()}"
+    if connection is not None and connection.exists(Worker.redis_worker_namespace_prefix + name):
+        taken = name
+        name = f"{name}-{secrets.token_hex(2)}"
+        log.warning("worker name %s is still registered (a killed predecessor?): this worker is %s", taken, name)
+    return name
 
 
 class HeldConnection:
@@ -139,7 +152,7 @@ def build_worker(role: str, settings: _Settings) -> Worker:
     return TrackingWorker(
         [Queue(name, connection=redis) for name in ROLE_QUEUES[role]],
         connection=redis,
-        name=worker_name(role),
+        name=worker_name(role, redis),
         maintenance_interval=settings.WORKER_MAINTENANCE_INTERVAL,
         # An idle worker blocks in dequeue for worker_ttl - 15 s and runs maintenance only between
         # dequeues: tie the two, or jobs of dead workers wait up to 7 minutes (RQ's default) to be found.

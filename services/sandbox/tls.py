@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
 from pathlib import Path
 
 from cryptography import x509
@@ -15,14 +16,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 def write_self_signed(directory: Path, host: str = "127.0.0.1",
                       organization: str = "OpenVLE sandbox") -> tuple[Path, Path]:
-    """Write cert.pem and key.pem (CN localhost; SAN localhost, 127.0.0.1 and `host` if it is an address)."""
+    """Write cert.pem and key.pem (CN localhost; SAN localhost, 127.0.0.1 and `host`). A simulator
+    listening on every address (0.0.0.0, as in compose) is reached by its host name, so the
+    certificate names that instead (compose sets `hostname: sandbox`)."""
     key = ec.generate_private_key(ec.SECP256R1())  # fast to generate, unlike RSA
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)])
     alt: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     try:
         extra = ipaddress.ip_address(host)
-        if not extra.is_unspecified and str(extra) != "127.0.0.1":
+        if extra.is_unspecified:
+            alt.append(x509.DNSName(socket.gethostname()))
+        elif str(extra) != "127.0.0.1":
             alt.append(x509.IPAddress(extra))
     except ValueError:
         if host and host != "localhost":
