@@ -174,6 +174,11 @@ def _explain(exc: Exception) -> int | None:
     if isinstance(exc, EventError):
         fail(f"{exc} (see `openvle event list` and `openvle event show ID`)")
         return EXIT_USAGE
+    from openvle.errors import RequestError
+
+    if isinstance(exc, RequestError):
+        fail(str(exc))
+        return EXIT_USAGE
     if isinstance(exc, QueueUnavailable):
         fail(str(exc))
         return EXIT_FAILED
@@ -399,6 +404,13 @@ def event_create(args: argparse.Namespace) -> int:
     except EventError as exc:
         raise CliError(f"{shown}: {exc}") from None
     print(event_id, flush=True)
+    from openvle.accounts.identity import cli_actor
+    from openvle.service.events import invite_members
+
+    invited = invite_members(event_id, cli_actor(_whoami()))
+    if invited:
+        note(f"{len(invited)} new account(s) get an email to choose a password: {', '.join(invited[:5])}"
+             f"{' …' if len(invited) > 5 else ''}")
     people = f"{len(spec.participants)} participant(s), {len(spec.teachers)} teacher(s)"
     note(f"created event {event_id} {spec.name!r} ({spec.status}, {people}, "
          f"{_when(spec.utc('start'))} to {_when(spec.utc('end'))}); deploy it with `openvle event deploy "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from openvle.accounts import sessions
 from openvle.accounts.passwords import check_new, hash_password
@@ -96,3 +96,11 @@ def use_link(token: str, password: str) -> int:
         user_id = user.id
     sessions.close_all(user_id)
     return user_id
+
+
+def purge_expired() -> int:
+    """Links used or expired more than a day ago: nobody needs them any more."""
+    cutoff = utcnow() - dt.timedelta(days=1)
+    with session_scope() as session:
+        return session.execute(delete(AccountLink).where(
+            or_(AccountLink.expires_at < cutoff, AccountLink.used_at < cutoff))).rowcount

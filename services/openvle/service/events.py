@@ -94,11 +94,11 @@ def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:
                                        description=spec.description, status=spec.status)
     except events.EventError as exc:
         raise Invalid(str(exc)) from None
-    _invite_members(event_id, actor)
+    invite_members(event_id, actor)
     return get_event(actor, event_id)
 
 
-def _invite_members(event_id: int, actor: Actor, user_ids: list[int] | None = None) -> list[str]:
+def invite_members(event_id: int, actor: Actor, user_ids: list[int] | None = None) -> list[str]:
     """People in an event have accounts; those without a password get a link to choose one."""
     with session_scope() as session:
         if user_ids is None:
@@ -219,7 +219,7 @@ def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdd
         except events.EventError as exc:
             raise Invalid(str(exc)) from None
         user_ids.append(user_id)
-    invited = _invite_members(event_id, actor, user_ids)
+    invited = invite_members(event_id, actor, user_ids)
     with session_scope() as session:
         added = [m for m in _members(session, event_id) if m.user_id in set(user_ids)]
     return MembersAdded(added=added, invited=invited)
