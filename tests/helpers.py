@@ -24,3 +24,16 @@ def task_status(task_id: int) -> str:
 def settled(task_id: int) -> Task | None:
     task = load_task(task_id)
     return task if task.status in ("success", "error", "cancelled") else None
+
+
+def account(username: str, role: str = "student", password: str | None = None) -> tuple[int, str]:
+    """A user with an API token: (user id, token). Passwords cost an argon2 hash: only when asked."""
+    from openvle.accounts.tokens import create_token
+    from openvle.accounts.users import create_user
+
+    user_id = create_user(username, f"{username}@uni.example", role, password=password)
+    return user_id, create_token(user_id, "tests")[1]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

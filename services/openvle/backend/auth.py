@@ -46,6 +46,7 @@ async def current_actor(request: Request, bearer: HTTPAuthorizationCredentials |
         actor = await run_in_threadpool(identity.from_session, cookie)
         if actor is None:
             raise Unauthenticated("your session has ended: log in again (POST /api/auth/login)")
+        request.state.actor = actor  # the audit log names who tried, even without the CSRF token
         if request.method not in SAFE_METHODS:
             given = request.headers.get(sessions.CSRF_HEADER)
             if given is None and request.headers.get("content-type", "").startswith(FORMS):
@@ -135,12 +136,13 @@ def session(actor: Actor = Depends(current_actor)) -> SessionView:
              summary="Swap a user name and password for a new API token (shown once)")
 def token_login(body: TokenLoginIn, request: Request) -> NewTokenView:
     try:
-        made = users.token_login(body.username, body.password, client_address(request),
-                                 NewToken(name=body.name, days=body.days))
+        actor, made = users.token_login(body.username, body.password, client_address(request),
+                                        NewToken(name=body.name, days=body.days))
     except identity.LoginFailed:
         _audit_login(request, body.username, None)
         raise
-    audit_as(request, "token", made.id, detail=f"token {made.name!r} for {body.username.strip().lower()}")
+    request.state.actor = actor
+    audit_as(request, "token", made.id, detail=f"token {made.name!r} made with a password")
     return made
 
 

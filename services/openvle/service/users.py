@@ -115,10 +115,10 @@ def login(login_name: str, password: str, address: str | None) -> tuple[Actor, s
     return Actor(actor.user_id, actor.username, actor.role, "session", session_token=token), token, expires
 
 
-def token_login(login_name: str, password: str, address: str | None, body: NewToken) -> NewTokenView:
+def token_login(login_name: str, password: str, address: str | None, body: NewToken) -> tuple[Actor, NewTokenView]:
     """A password swapped for a new API token, for scripts that cannot keep a cookie."""
     actor = identity.login_with_password(login_name, password, address)
-    return create_token(actor, body)
+    return actor, create_token(actor, body)
 
 
 def forgot_password(login_name: str) -> None:
