@@ -56,7 +56,7 @@ def control_many(action: Action, body: ControlRequest, request: Request,
              summary="Admins: cancel, requeue or force-fail one Task (dry_run=true: only say what it would do)")
 def control_one(task_id: int, action: Action, request: Request, dry_run: bool = False,
                 actor: Actor = Depends(current_actor)) -> ControlResult:
-    result = tasks.control(actor, action, ControlRequest(task_ids=[task_id], dry_run=dry_run))
+    result = tasks.control(actor, action, ControlRequest(task_ids=[task_id], dry_run=dry_run), one=True)
     outcome = (result.skipped or result.done or [None])[0]
     audit_detail(request, f"{action}{' (dry run)' if dry_run else ''}: {outcome.reason if outcome else 'would act'}")
     return result

@@ -47,7 +47,9 @@ def _views(session, actor: Actor, rows: list[Event]) -> list[EventView]:
                                       "template_id", "moodle_course_url", "created_at", "deployed_at",
                                       "archived_at")},
         "template": names.get(e.template_id, "?"), "participants": counts.get(e.id, 0),
-        "teaches": actor.is_admin or e.id in taught}) for e in rows]
+        "teaches": actor.is_admin or e.id in taught,
+        # The reason names who failed: for the event's teachers, not for the other participants.
+        "status_reason": e.status_reason if actor.is_admin or e.id in taught else None}) for e in rows]
 
 
 def list_events(actor: Actor, status: str | None = None) -> list[EventView]:
@@ -192,6 +194,7 @@ def progress(actor: Actor, event_id: int) -> ProgressView:
     shown = events.progress(event_id)
     if not teaches:  # a participant sees their own steps, not who else is in the event
         shown["participants"] = {k: v for k, v in shown["participants"].items() if k == me}
+        shown["reason"] = None  # it names the others who failed
     return ProgressView.model_validate(shown)
 
 

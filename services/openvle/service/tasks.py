@@ -107,7 +107,10 @@ class ControlRequest(BaseModel):
     limit: int = Field(1000, ge=1, le=MAX_BULK, description="at most this many Tasks of the filter")
 
 
-def control(actor: Actor, action: str, request: ControlRequest) -> ControlResult:
+def control(actor: Actor, action: str, request: ControlRequest, one: bool = False) -> ControlResult:
+    """`one`: asked of one Task by its id, which does not exist for a caller who does not see it."""
+    if one and not actor.is_admin and request.task_ids:
+        get_task(actor, request.task_ids[0])
     authz.require_admin(actor, f"{action} Tasks")
     if action not in controls.ACTIONS:
         raise Invalid(f"unknown control {action!r}: use one of {', '.join(controls.ACTIONS)}")

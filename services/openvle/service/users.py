@@ -97,7 +97,8 @@ def revoke_token(actor: Actor, token_id: int, user_id: int | None = None) -> Tok
 
 def _token_owner(actor: Actor, user_id: int | None) -> int:
     if user_id is not None and user_id != actor.user_id:
-        authz.require_admin(actor, "manage other people's tokens")
+        if not actor.is_admin:
+            raise NotFound(f"user {user_id} does not exist")
         user_view(user_id)
         return user_id
     if actor.user_id is None:
@@ -161,8 +162,8 @@ def list_users(actor: Actor, role: str | None = None, q: str | None = None, befo
 
 
 def get_user(actor: Actor, user_id: int) -> UserView:
-    if user_id != actor.user_id:
-        authz.require_admin(actor, "see other users")
+    if user_id != actor.user_id and not actor.is_admin:
+        raise NotFound(f"user {user_id} does not exist")  # other people's accounts do not exist for them
     return user_view(user_id)
 
 
