@@ -15,6 +15,7 @@ cancelled or failed is never run or closed otherwise by a worker (records.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -72,15 +73,17 @@ def _job(job_id: str) -> Job | None:
 
 
 def _runner(job: Job) -> tuple[str | None, bool]:
-    """(the worker running the job, whether it is alive): its started-registry entry has not
-    lapsed (heartbeats) and the worker is registered."""
-    registry = StartedJobRegistry(job.origin, connection=get_redis())
-    now = time.time()
-    entries = get_redis().zrange(registry.key, 0, -1, withscores=True)
-    fresh = any(member.decode().split(":")[0] == job.id and score > now for member, score in entries)
+    """(the worker running the job, whether it is alive). A worker running a job heartbeats every
+    WORKER_JOB_MONITORING_INTERVAL s; three missed heartbeats and it is gone (killed, host lost),
+    though RQ keeps its registration for a while longer."""
     name = job.worker_name
-    alive = fresh and name is not None and name in {w.name for w in Worker.all(connection=get_redis())}
-    return name, alive
+    worker = next((w for w in Worker.all(connection=get_redis()) if w.name == name), None) if name else None
+    if worker is None or worker.last_heartbeat is None:
+        return name, False
+    beat = worker.last_heartbeat
+    beat = beat.replace(tzinfo=dt.UTC) if beat.tzinfo is None else beat
+    silent = time.time() - beat.timestamp()
+    return name, silent <= 3 * get_settings().WORKER_JOB_MONITORING_INTERVAL + 2
 
 
 def why_not(action: str, status: str, job: Job | None) -> str | None:
@@ -88,7 +91,8 @@ def why_not(action: str, status: str, job: Job | None) -> str | None:
     if status not in ELIGIBLE[action]:
         wanted = {CANCEL: "a queued, scheduled or deferred Task", REQUEUE: "a Task that failed for good or was "
                   "cancelled", FORCE_FAIL: "a Task stuck in processing"}[action]
-        return f"it is {status}: only {wanted} can be {'force-failed' if action == FORCE_FAIL else action + 'ed'}"
+        done = {CANCEL: "cancelled", REQUEUE: "requeued", FORCE_FAIL: "force-failed"}[action]
+        return f"it is {status}: only {wanted} can be {done}"
     job_status = job.get_status(refresh=False) if job is not None else None
     if action == CANCEL and (job_status == JobStatus.STARTED or
                              (status == TaskStatus.PROCESSING and job_status not in WAITING)):
@@ -174,6 +178,8 @@ def requeue(task_id: int, by: str) -> Outcome:
             status=TaskStatus.QUEUED, rq_job_id=new_job_id, error=None, progress=0, finished_at=None,
             next_attempt_at=None, message=f"requeued by {by}", max_attempts=row.attempts + queue_policy.max_attempts,
             updated_at=utcnow()))
+        records.add_log(conn, task_id, row.attempts, "warning",
+                        f"requeued by {by} after {row.attempts} attempt(s)")  # the Task's own history says so
         parents = _parents(conn, task_id)
         task = conn.execute(select(Task).where(tasks.c.id == task_id)).first()
     old = _job(row.rq_job_id)
