@@ -8,6 +8,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from rq import Queue, Worker
 from sqlalchemy import case, func, literal_column, select
 
@@ -116,8 +117,8 @@ class OpenVleCollector:
         attempts = HistogramMetricFamily("openvle_attempt_duration_seconds", "how long finished attempts took",
                                          labels=["queue"])
         for queue, count, total, *cumulative in histogram:
-            buckets = [(str(b), int(c or 0)) for b, c in zip(BUCKETS, cumulative, strict=True)] + [("+Inf", count)]
-            attempts.add_metric([queue], buckets, float(total or 0))
+            buckets = [(floatToGoString(b), int(c or 0)) for b, c in zip(BUCKETS, cumulative, strict=True)]
+            attempts.add_metric([queue], buckets + [("+Inf", count)], float(total or 0))
         yield attempts
         per_state = GaugeMetricFamily("openvle_events", "events per state", labels=["state"])
         for state in EventStatus.ALL:
