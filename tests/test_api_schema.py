@@ -58,6 +58,21 @@ def _fresh_admin_token(user_id: int) -> str:
     return create_token(user_id, "schemathesis")[1]
 
 
+def _generated_requests(operation, token: str, answered: dict):
+    """One bounded Hypothesis run over an operation; each operation gets its own, so one failure
+    does not hide the others."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    def run(case):
+        response = case.call_and_validate(headers=bearer(token),
+                                          checks=[not_a_server_error, response_schema_conformance])
+        answered.setdefault(operation.label, set()).add(response.status_code)
+
+    return run
+
+
 def test_no_server_error_and_every_answer_fits_the_schema(api_schema, admin_token):
     from openvle.accounts.identity import from_token
 
@@ -66,17 +81,7 @@ def test_no_server_error_and_every_answer_fits_the_schema(api_schema, admin_toke
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) > 40
     for operation in operations:
-        token = _fresh_admin_token(admin_id)
-
-        # Each operation gets its own bounded Hypothesis run; one failure does not hide the others.
-        @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-        def run(case, token=token, label=operation.label):
-            response = case.call_and_validate(headers=bearer(token),
-                                              checks=[not_a_server_error, response_schema_conformance])
-            answered.setdefault(label, set()).add(response.status_code)
-
+        run = _generated_requests(operation, _fresh_admin_token(admin_id), answered)
         try:
             run()
         except Exception as exc:

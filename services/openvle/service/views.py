@@ -8,6 +8,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from openvle.db.models import iso_utc
+
 T = TypeVar("T")
 
 
@@ -16,9 +18,7 @@ class View(BaseModel):
 
     @field_serializer("*", when_used="json")
     def _utc(self, value: Any) -> Any:
-        if isinstance(value, dt.datetime):
-            return value.isoformat(timespec="milliseconds") + "Z"
-        return value
+        return iso_utc(value) if isinstance(value, dt.datetime) else value
 
 
 class Page(View, Generic[T]):
