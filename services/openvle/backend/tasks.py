@@ -3,7 +3,8 @@ the demo Task only when the system runs for development (DEV_MODE)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import datetime as dt
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from openvle.errors import Invalid
 from openvle.jobs.demo import demo_operation
 from openvle.queues import QUEUE_NAMES
 from openvle.service import tasks
-from openvle.service.tasks import ControlRequest, TaskFilter
+from openvle.service.tasks import ControlRequest, QueueName, StatusName, TaskFilter
 from openvle.service.views import ControlResult, Page, TaskDetailView, TaskView
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=ERRORS, dependencies=[Depends(current_actor)])
@@ -29,10 +30,18 @@ Action = Literal["cancel", "requeue", "force-fail"]
 
 @router.get("", name="tasks.list", response_model=Page[TaskView],
             summary="Tasks the caller may see, newest first, with filters and keyset pages")
-def list_tasks(where: Annotated[TaskFilter, Query()],
+def list_tasks(status: StatusName | None = None, queue: QueueName | None = None,
+               operation: str | None = Query(None, max_length=100, description="e.g. vm.clone, event.deploy"),
+               event_id: int | None = Query(None, ge=1, le=2**31 - 1),
+               vm_id: int | None = Query(None, ge=1, le=2**31 - 1),
+               requested_by: str | None = Query(None, max_length=100, description="e.g. user:alice, scheduler"),
+               created_after: dt.datetime | None = Query(None, description="ISO 8601; UTC when without a zone"),
+               created_before: dt.datetime | None = None,
                before: int | None = Query(None, ge=1, le=2**31 - 1, description="next_before of the previous page"),
                limit: int = Query(50, ge=1, le=tasks.MAX_PAGE),
                actor: Actor = Depends(current_actor)) -> Page[TaskView]:
+    where = TaskFilter(status=status, queue=queue, operation=operation, event_id=event_id, vm_id=vm_id,
+                       requested_by=requested_by, created_after=created_after, created_before=created_before)
     return tasks.list_tasks(actor, where, before, limit)
 
 
