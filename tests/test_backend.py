@@ -188,3 +188,31 @@ def test_a_script_swaps_a_password_for_a_token_and_the_token_stops_when_revoked(
     assert client.delete(f"/api/me/tokens/{made.json()['id']}", headers=bearer(token)).status_code == 200
     gone = client.get("/api/me", headers=bearer(token))
     assert gone.status_code == 401 and gone.headers["www-authenticate"] == "Bearer"
+
+
+def test_no_password_or_token_reaches_the_backend_log(start_role):
+    port = free_port()
+    backend = start_role("backend", BACKEND_PORT=str(port))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    wait_for(lambda: _answers(client), 30, "the backend to answer", backend)
+    _, token = account("logged", password="pa55word-in-a-log?")
+    link = "ovl_a-one-time-link-token-0123"
+    assert client.get("/set-password", params={"token": link}).status_code == 200
+    assert client.post("/api/auth/password", json={"token": link, "password": "x" * 12}).status_code == 422
+    assert client.post("/api/auth/login", json={"username": "logged", "password": "pa55word-in-a-log?"}).status_code \
+        == 200
+    client.cookies.clear()
+    assert client.get("/api/me", headers=bearer(token)).status_code == 200
+    assert client.get("/api/me", params={"token": token}).status_code == 401  # a token in a URL counts for nothing
+    backend.stop()
+    output = backend.output
+    assert "GET /set-password?token=******** HTTP/1.1" in output
+    for secret in (link, token, "pa55word-in-a-log?"):
+        assert secret not in output
+
+
+def _answers(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
