@@ -37,3 +37,15 @@ def account(username: str, role: str = "student", password: str | None = None) -
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def admin_client():
+    """The API in this process, with an admin's token (as a script would call it)."""
+    from fastapi.testclient import TestClient
+
+    from openvle.backend.app import create_app
+
+    _, token = account("ops", "admin")
+    client = TestClient(create_app())
+    client.headers.update(bearer(token))
+    return client

@@ -8,13 +8,12 @@ import signal
 import subprocess
 
 import pytest
-from fastapi.testclient import TestClient
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from conftest import wait_for
-from helpers import account, bearer, load_task, settled, task_status
+from helpers import admin_client, load_task, settled, task_status
 from openvle.connections import get_redis
 from openvle.enqueue import enqueue_operation
 from openvle.reconcile import reconcile
@@ -22,12 +21,7 @@ from openvle.reconcile import reconcile
 
 @pytest.fixture
 def admin(clean):
-    from openvle.backend.app import create_app
-
-    _, token = account("ops", "admin")
-    client = TestClient(create_app())
-    client.headers.update(bearer(token))
-    return client
+    return admin_client()
 
 
 def nothing_to_repair() -> None:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from helpers import account, bearer
+from helpers import admin_client
 from openvle.enqueue import enqueue_operation
 
 
 @pytest.fixture
 def admin(clean):
-    from openvle.backend.app import create_app
-
-    _, token = account("ops", "admin")
-    client = TestClient(create_app())
-    client.headers.update(bearer(token))
-    return client
+    return admin_client()
 
 
 def test_filters_and_keyset_pages_cover_every_task_once(admin):

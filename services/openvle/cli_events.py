@@ -419,21 +419,13 @@ def event_create(args: argparse.Namespace) -> int:
 
 
 def _template_id(template: int | str, shown: str) -> int:
-    from sqlalchemy import select
+    from openvle.errors import Invalid
+    from openvle.service.templates import resolve
 
-    from openvle.db.engine import session_scope
-    from openvle.db.models import Template
-
-    column = Template.id if isinstance(template, int) else Template.name
-    with session_scope() as session:
-        found = session.execute(select(Template.id).where(column == template)).scalar()
-        if found is None:
-            names = list(session.execute(select(Template.name).order_by(Template.name).limit(10)).scalars())
-    if found is None:
-        known = f" (known: {', '.join(names)})" if names else " (there are none yet)"
-        raise CliError(f"{shown}: template: no template {template!r}{known}: create it first with "
-                       "`openvle template create -f FILE` or name an existing one")
-    return found
+    try:
+        return resolve(template)
+    except Invalid as exc:
+        raise CliError(f"{shown}: {exc}") from None
 
 
 def event_list(args: argparse.Namespace) -> int:

@@ -109,11 +109,7 @@ def why_not(action: str, status: str, job: Job | None) -> str | None:
 
 def check(action: str, task_id: int) -> Outcome:
     """What `action` would do to the Task, without doing it (the dry run)."""
-    with get_engine().connect() as conn:
-        row = _row(conn, task_id)
-    if row is None:
-        return Outcome(task_id, False, "it does not exist")
-    reason = why_not(action, row.status, _job(row.rq_job_id))
+    row, _, reason = _looked_at(action, task_id)
     if reason is None and action == REQUEUE:
         reason = _blocked_by_parents(task_id)
     return Outcome(task_id, reason is None, reason or f"would {action} it")
@@ -130,13 +126,18 @@ def _guard(conn: Connection, row) -> bool:
                         .values(updated_at=utcnow())).rowcount == 1
 
 
-def cancel(task_id: int, by: str) -> Outcome:
+def _looked_at(action: str, task_id: int):
+    """(the Task's row, its RQ job, why `action` may not touch it or None)."""
     with get_engine().connect() as conn:
         row = _row(conn, task_id)
     if row is None:
-        return Outcome(task_id, False, "it does not exist")
+        return None, None, "it does not exist"
     job = _job(row.rq_job_id)
-    reason = why_not(CANCEL, row.status, job)
+    return row, job, why_not(action, row.status, job)
+
+
+def cancel(task_id: int, by: str) -> Outcome:
+    row, job, reason = _looked_at(CANCEL, task_id)
     if reason is not None:
         return Outcome(task_id, False, reason)
     with get_engine().begin() as conn:
@@ -200,12 +201,7 @@ def requeue(task_id: int, by: str) -> Outcome:
 
 
 def force_fail(task_id: int, by: str) -> Outcome:
-    with get_engine().connect() as conn:
-        row = _row(conn, task_id)
-    if row is None:
-        return Outcome(task_id, False, "it does not exist")
-    job = _job(row.rq_job_id)
-    reason = why_not(FORCE_FAIL, row.status, job)
+    row, job, reason = _looked_at(FORCE_FAIL, task_id)
     if reason is not None:
         return Outcome(task_id, False, reason)
     worker = job.worker_name if job is not None else None
