@@ -25,7 +25,8 @@ class TemplateSpec(Strict):
     clone_mode: Literal["linked", "full"] = "linked"
     protocol: Literal["rdp", "vnc", "ssh"] = "rdp"
     port: int | None = Field(None, ge=1, le=65535, description="empty: the protocol's default")
-    moodle_course_id: int | None = Field(None, ge=1, description="the Moodle course copied for each event")
+    moodle_course_id: int | None = Field(None, ge=1, le=2**31 - 1,
+                                         description="the Moodle course copied for each event")
 
 
 class TemplatePatch(Strict):
@@ -37,7 +38,7 @@ class TemplatePatch(Strict):
     clone_mode: Literal["linked", "full"] | None = None
     protocol: Literal["rdp", "vnc", "ssh"] | None = None
     port: int | None = Field(None, ge=1, le=65535)
-    moodle_course_id: int | None = Field(None, ge=1)
+    moodle_course_id: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
 class Person(Strict):
@@ -69,7 +70,8 @@ class Member(Person):
 
 
 def _template_ref(value: Any) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip():
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip() \
+            or (isinstance(value, int) and not 1 <= value < 2**31):
         raise ValueError(f"{value!r} is not a template: give a template's name or id")
     return value
 

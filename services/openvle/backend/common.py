@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Path, Request
 from pydantic import BaseModel, Field
+
+# Every id in a path: a positive 32-bit integer (what the database holds), anything else is 422.
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class ErrorView(BaseModel):

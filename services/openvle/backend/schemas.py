@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from openvle.queues import QUEUE_NAMES
@@ -16,4 +18,5 @@ class DemoTaskIn(BaseModel):
     permanent: bool = Field(False, description="fail with a permanent error (no retry)")
     error_message: str | None = Field(None, max_length=500, description="the text the planned failures raise")
     wait_checks: int = Field(0, ge=0, le=100, description="times the job waits 1 s without holding the worker")
-    depends_on: list[int] = Field(default_factory=list, description="task ids that must succeed first")
+    depends_on: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=1000, description="task ids that must succeed first")

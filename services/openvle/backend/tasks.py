@@ -12,7 +12,7 @@ from sqlalchemy import select
 from openvle import authz
 from openvle.accounts.identity import Actor
 from openvle.backend.auth import current_actor
-from openvle.backend.common import ERRORS, audit_as, audit_detail
+from openvle.backend.common import ERRORS, Id, audit_as, audit_detail
 from openvle.backend.schemas import DemoTaskIn
 from openvle.db.engine import session_scope
 from openvle.db.models import Task
@@ -47,7 +47,7 @@ def list_tasks(status: StatusName | None = None, queue: QueueName | None = None,
 
 @router.get("/{task_id}", name="tasks.get", response_model=TaskDetailView,
             summary="A Task with its attempts (SubTasks), log lines and dependencies")
-def get_task(task_id: int, actor: Actor = Depends(current_actor)) -> TaskDetailView:
+def get_task(task_id: Id, actor: Actor = Depends(current_actor)) -> TaskDetailView:
     return tasks.get_task(actor, task_id)
 
 
@@ -63,7 +63,7 @@ def control_many(action: Action, body: ControlRequest, request: Request,
 
 @router.post("/{task_id}/{action}", name="tasks.control", response_model=ControlResult,
              summary="Admins: cancel, requeue or force-fail one Task (dry_run=true: only say what it would do)")
-def control_one(task_id: int, action: Action, request: Request, dry_run: bool = False,
+def control_one(task_id: Id, action: Action, request: Request, dry_run: bool = False,
                 actor: Actor = Depends(current_actor)) -> ControlResult:
     result = tasks.control(actor, action, ControlRequest(task_ids=[task_id], dry_run=dry_run), one=True)
     outcome = (result.skipped or result.done or [None])[0]

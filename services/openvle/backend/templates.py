@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from openvle.accounts.identity import Actor
 from openvle.backend.auth import current_actor
-from openvle.backend.common import ERRORS, audit_as
+from openvle.backend.common import ERRORS, Id, audit_as
 from openvle.service import templates
 from openvle.service.views import TemplateView
 from openvle.specs import TemplatePatch, TemplateSpec
@@ -29,18 +29,18 @@ def create_template(spec: TemplateSpec, request: Request, actor: Actor = Depends
 
 
 @router.get("/{template_id}", name="templates.get", response_model=TemplateView, summary="One template")
-def get_template(template_id: int, actor: Actor = Depends(current_actor)) -> TemplateView:
+def get_template(template_id: Id, actor: Actor = Depends(current_actor)) -> TemplateView:
     return templates.get_template(actor, template_id)
 
 
 @router.patch("/{template_id}", name="templates.update", response_model=TemplateView,
               summary="Admins: change a template")
-def update_template(template_id: int, patch: TemplatePatch, actor: Actor = Depends(current_actor)) -> TemplateView:
+def update_template(template_id: Id, patch: TemplatePatch, actor: Actor = Depends(current_actor)) -> TemplateView:
     return templates.update_template(actor, template_id, patch)
 
 
 @router.delete("/{template_id}", name="templates.delete", status_code=204, response_class=Response,
                summary="Admins: delete a template no event or VM uses")
-def delete_template(template_id: int, actor: Actor = Depends(current_actor)) -> Response:
+def delete_template(template_id: Id, actor: Actor = Depends(current_actor)) -> Response:
     templates.delete_template(actor, template_id)
     return Response(status_code=204)

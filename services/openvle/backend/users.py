@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openvle.accounts.identity import Actor
 from openvle.backend.auth import current_actor
-from openvle.backend.common import ERRORS, audit_as
+from openvle.backend.common import ERRORS, Id, audit_as
 from openvle.service import users
 from openvle.service.users import NewToken, NewUser, UserPatch
 from openvle.service.views import Message, NewTokenView, Page, TokenView, UserView
@@ -49,7 +49,7 @@ def create_token(body: NewToken, request: Request, actor: Actor = Depends(curren
 
 
 @me.delete("/tokens/{token_id}", name="me.revoke_token", response_model=TokenView, summary="Revoke a token")
-def revoke_token(token_id: int, actor: Actor = Depends(current_actor)) -> TokenView:
+def revoke_token(token_id: Id, actor: Actor = Depends(current_actor)) -> TokenView:
     return users.revoke_token(actor, token_id)
 
 
@@ -70,13 +70,13 @@ def create_user(body: NewUser, request: Request, actor: Actor = Depends(current_
 
 
 @admin.get("/{user_id}", name="users.get", response_model=UserView, summary="Admins (or oneself): an account")
-def get_user(user_id: int, actor: Actor = Depends(current_actor)) -> UserView:
+def get_user(user_id: Id, actor: Actor = Depends(current_actor)) -> UserView:
     return users.get_user(actor, user_id)
 
 
 @admin.patch("/{user_id}", name="users.update", response_model=UserView,
              summary="Admins: change role, email, names, or switch an account off (active: false)")
-def update_user(user_id: int, patch: UserPatch, request: Request, actor: Actor = Depends(current_actor)) -> UserView:
+def update_user(user_id: Id, patch: UserPatch, request: Request, actor: Actor = Depends(current_actor)) -> UserView:
     audit_as(request, "user", user_id, detail=", ".join(f"{k}={v}" for k, v in patch.model_dump(
         exclude_unset=True).items() if k in ("role", "active")) or None)
     return users.update_user(actor, user_id, patch)
@@ -84,18 +84,18 @@ def update_user(user_id: int, patch: UserPatch, request: Request, actor: Actor =
 
 @admin.post("/{user_id}/password-link", name="users.send_link", status_code=202, response_model=Message,
             summary="Admins: email the user a link to choose a password")
-def send_link(user_id: int, actor: Actor = Depends(current_actor)) -> Message:
+def send_link(user_id: Id, actor: Actor = Depends(current_actor)) -> Message:
     sent = users.send_link(actor, user_id)
     return Message(message="a link is on its way" if sent else "a link went out moments ago: not sent again")
 
 
 @admin.get("/{user_id}/tokens", name="users.tokens", response_model=list[TokenView],
            summary="Admins: someone's API tokens")
-def user_tokens(user_id: int, actor: Actor = Depends(current_actor)) -> list[TokenView]:
+def user_tokens(user_id: Id, actor: Actor = Depends(current_actor)) -> list[TokenView]:
     return users.my_tokens(actor, user_id)
 
 
 @admin.delete("/{user_id}/tokens/{token_id}", name="users.revoke_token", response_model=TokenView,
               summary="Admins: revoke someone's token")
-def revoke_user_token(user_id: int, token_id: int, actor: Actor = Depends(current_actor)) -> TokenView:
+def revoke_user_token(user_id: Id, token_id: Id, actor: Actor = Depends(current_actor)) -> TokenView:
     return users.revoke_token(actor, token_id, user_id)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openvle.accounts.identity import Actor
 from openvle.backend.auth import current_actor
-from openvle.backend.common import ERRORS
+from openvle.backend.common import ERRORS, Id
 from openvle.service import vms
 from openvle.service.views import Page, TaskRequest, VmDetailView, VmView
 
@@ -36,17 +36,17 @@ def list_vms(event_id: int | None = Query(None, ge=1, le=2**31 - 1),
 
 @router.get("/{vm_id}", name="vms.get", response_model=VmDetailView,
             summary="A VM: state, node, access link, and its latest Tasks")
-def get_vm(vm_id: int, actor: Actor = Depends(current_actor)) -> VmDetailView:
+def get_vm(vm_id: Id, actor: Actor = Depends(current_actor)) -> VmDetailView:
     return vms.get_vm(actor, vm_id)
 
 
 @router.post("/{vm_id}/migrate", name="vms.migrate", status_code=202, response_model=TaskRequest,
              summary="Admins: move the VM to another node (online when it runs)")
-def migrate(vm_id: int, body: MigrateIn, actor: Actor = Depends(current_actor)) -> TaskRequest:
+def migrate(vm_id: Id, body: MigrateIn, actor: Actor = Depends(current_actor)) -> TaskRequest:
     return vms.act(actor, vm_id, "migrate", body.target)
 
 
 @router.post("/{vm_id}/{action}", name="vms.act", status_code=202, response_model=TaskRequest,
              summary="Start, stop or reset (owner, their teacher, admin): the Task, or the same one in flight")
-def act(vm_id: int, action: Literal["start", "stop", "reset"], actor: Actor = Depends(current_actor)) -> TaskRequest:
+def act(vm_id: Id, action: Literal["start", "stop", "reset"], actor: Actor = Depends(current_actor)) -> TaskRequest:
     return vms.act(actor, vm_id, action)

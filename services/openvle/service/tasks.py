@@ -4,7 +4,7 @@ operator controls (admins), one Task or many by filter, each with a dry run."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Select, select
@@ -101,7 +101,7 @@ class ControlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task_ids: list[int] | None = Field(None, max_length=MAX_BULK)
+    task_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(None, max_length=MAX_BULK)
     filter: TaskFilter | None = None
     dry_run: bool = Field(False, description="only count and list the Tasks it would act on")
     limit: int = Field(1000, ge=1, le=MAX_BULK, description="at most this many Tasks of the filter")
