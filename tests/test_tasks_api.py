@@ -44,3 +44,34 @@ def test_filters_and_keyset_pages_cover_every_task_once(admin):
     assert (entry["username"], entry["action"], entry["outcome"], entry["via"]) == ("ops", "tasks.control", 200,
                                                                                     "token")
     assert entry["detail"].startswith("cancel: cancelled")
+
+
+def test_the_same_vm_action_asked_twice_while_in_flight_is_enqueued_once(admin):
+    import datetime as dt
+
+    from openvle.db.engine import session_scope
+    from openvle.db.models import Vm, utcnow
+    from openvle.events import create_event, create_template
+
+    template = create_template("tpl", pve_vmid=9001, node="pve1")
+    start = utcnow() + dt.timedelta(days=3)
+    event = create_event("Lab", template, start, start + dt.timedelta(hours=1))
+    with session_scope() as session:
+        vm = Vm(name="vm-a", template_id=template, vmid=10001, node="pve1", state="ready", event_id=event)
+        session.add(vm)
+        session.flush()
+        vm_id = vm.id
+    first = admin.post(f"/api/vms/{vm_id}/start")
+    again = admin.post(f"/api/vms/{vm_id}/start")
+    other = admin.post(f"/api/vms/{vm_id}/stop")
+    assert (first.status_code, again.status_code, other.status_code) == (202, 202, 202)
+    assert first.json()["created"] and not again.json()["created"] and other.json()["created"]
+    assert again.json()["task"]["id"] == first.json()["task"]["id"] != other.json()["task"]["id"]
+    assert first.json()["task"]["vm_id"] == vm_id and first.json()["task"]["requested_by"] == "user:ops"
+    deploy = [admin.post(f"/api/events/{event}/deploy").json() for _ in range(2)]
+    assert [d["created"] for d in deploy] == [True, False] and deploy[0]["task"]["id"] == deploy[1]["task"]["id"]
+    with session_scope() as session:
+        session.execute(Vm.__table__.update().where(Vm.id == vm_id).values(state="provisioning"))
+    busy = admin.post(f"/api/vms/{vm_id}/reset")
+    assert busy.status_code == 409 and "is provisioning: only a ready VM can reset" in busy.json()["error"]
+    assert admin.post(f"/api/vms/{vm_id}/migrate", json={"target": "nowhere"}).status_code == 409
