@@ -87,8 +87,9 @@ def test_no_server_error_and_every_answer_fits_the_schema(api_schema, admin_toke
         except Exception as exc:
             failures.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:1500]}")
     assert not failures, "\n\n".join(failures)
-    # Not vacuous: the requests got past authentication and reached the handlers.
-    succeeded = [label for label, codes in answered.items() if any(200 <= c < 300 for c in codes)]
-    assert len(succeeded) >= 25, answered
+    # Not vacuous: the requests got past authentication and reached the handlers; every list (a GET
+    # without ids in its path) answered 2xx at least once.
+    lists = [label for label in answered if label.startswith("GET ") and "{" not in label]
+    assert len(lists) >= 14 and all(any(200 <= c < 300 for c in answered[label]) for label in lists), answered
     locked_out = [label for label, codes in answered.items() if codes == {401} and "/api/auth/" not in label]
     assert not locked_out, answered  # (logging in with made-up passwords is 401, as it should be)
