@@ -189,8 +189,8 @@ def _check_people_once(participants_: list[dict], teachers: list[dict]) -> None:
                 seen[key] = here
 
 
-def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT) -> int:
-    """Add someone; in a deployed event, provision just them."""
+def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT, requested_by: str | None = None) -> int:
+    """Add someone; in a deployed event, provision just them (the steps name `requested_by`)."""
     from openvle.jobs.events import plan_deploy
 
     with session_scope() as session:
@@ -206,11 +206,11 @@ def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT) -
         session.flush()
         pid, deployed = person.id, event.status in (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)
     if deployed and role == Role.PARTICIPANT:
-        plan_deploy(event_id, by=f"participant:{pid}", only=[pid])
+        plan_deploy(event_id, by=requested_by or f"participant:{pid}", only=[pid])
     return pid
 
 
-def remove_participant(event_id: int, user_id: int) -> int:
+def remove_participant(event_id: int, user_id: int, requested_by: str | None = None) -> int:
     """Remove someone; in a deployed event, archive just them (access, VM, account)."""
     from openvle.jobs.events import plan_archive
 
@@ -224,7 +224,7 @@ def remove_participant(event_id: int, user_id: int) -> int:
         pid = person.id
         status = session.get(Event, event_id).status
     if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.ARCHIVED):
-        plan_archive(event_id, by=f"participant:{pid}", only=[pid])
+        plan_archive(event_id, by=requested_by or f"participant:{pid}", only=[pid])
     return pid
 
 

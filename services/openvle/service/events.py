@@ -218,7 +218,7 @@ def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdd
             role = AccountRole.TEACHER if person.role == Role.TEACHER else AccountRole.STUDENT
             user_id = events.ensure_user(person.username, person.email, person.first_name, person.last_name,
                                          account_role=role)
-            events.add_participant(event_id, user_id, person.role)
+            events.add_participant(event_id, user_id, person.role, requested_by=actor.requested_by)
         except events.EventError as exc:
             raise Invalid(str(exc)) from None
         user_ids.append(user_id)
@@ -275,4 +275,4 @@ def remove_member(actor: Actor, event_id: int, user_id: int) -> None:
             Participant.removed_at.is_(None)))).first()
     if present is None:
         raise NotFound(f"user {user_id} is not in event {event_id}")
-    events.remove_participant(event_id, user_id)
+    events.remove_participant(event_id, user_id, requested_by=actor.requested_by)
