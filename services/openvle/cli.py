@@ -1,11 +1,13 @@
 """`openvle` / `python -m openvle`: run a role, migrate, show the configuration, check health; and
-templates and events (`openvle template …`, `openvle event …`, cli_events.py) and `openvle demo`."""
+templates and events (`openvle template …`, `openvle event …`, cli_events.py), accounts (`openvle user
+…`, `openvle token …`, cli_accounts.py) and `openvle demo`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from openvle.cli_accounts import add_commands as add_account_commands
 from openvle.cli_events import add_commands as add_event_commands
 from openvle.cli_events import use_dev_redis
 from openvle.roles import ROLES, UnknownRole, resolve
@@ -28,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("healthcheck", help="exit 0 when this container's role is healthy (Docker HEALTHCHECK)")
     commands.add_parser("dev", help="run backend, scheduler and worker-all locally with embedded defaults")
     add_event_commands(commands)
+    add_account_commands(commands)
     demo = commands.add_parser("demo", help="deploy a 10-person demo event on the dev system (starts it if needed)")
     demo.add_argument("--no-pause", action="store_true",
                       help="when the demo started the dev system itself, stop it at once instead of waiting "
@@ -37,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("template", "event", "demo"):
+    if args.command in ("template", "event", "demo", "user", "token"):
         use_dev_redis()  # REDIS_URL unset: the Redis of a `make dev` running in this directory, if any
     try:
         settings = get_settings()
@@ -64,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from openvle.cli_events import run as run_event_command
 
         return run_event_command(args, settings)
+    if command in ("user", "token"):
+        from openvle.cli_accounts import run as run_account_command
+
+        return run_account_command(args)
     if command == "demo":
         from openvle.demo import run as run_demo
 

@@ -31,7 +31,7 @@ ARCHIVE_STAGES = ("access", "stop", "delete", "account", "email", "course")
 PARTICIPANT_STAGES = ("clone", "start", "access", "stop", "delete", "account", "email")
 EVENT_STAGES = ("course", "enrol")
 SETTLED_OK = {"event.deploy": "deployed", "event.archive": "archived"}
-EXAMPLE_TIME = "2026-05-04T09:00:00Z"
+EXAMPLE_TIME = "2026-05-04T09:00:00Z"  # as in specs.py, without importing pydantic here
 
 
 class CliError(Exception):
@@ -174,6 +174,11 @@ def _explain(exc: Exception) -> int | None:
     if isinstance(exc, EventError):
         fail(f"{exc} (see `openvle event list` and `openvle event show ID`)")
         return EXIT_USAGE
+    from openvle.errors import RequestError
+
+    if isinstance(exc, RequestError):
+        fail(str(exc))
+        return EXIT_USAGE
     if isinstance(exc, QueueUnavailable):
         fail(str(exc))
         return EXIT_FAILED
@@ -281,71 +286,8 @@ HINTS = {
 
 
 def _models():
-    """The YAML schemas (built on first use: `openvle run` never pays for them)."""
-    import re
-    from typing import Literal
-
-    from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
-
-    class Strict(BaseModel):
-        model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    class TemplateSpec(Strict):
-        name: str = Field(min_length=1, max_length=100)
-        pve_vmid: int = Field(ge=100, le=999_999_999)
-        node: str = Field(min_length=1, max_length=64)
-        clone_mode: Literal["linked", "full"] = "linked"
-        protocol: Literal["rdp", "vnc", "ssh"] = "rdp"
-        port: int | None = Field(None, ge=1, le=65535)
-        moodle_course_id: int | None = Field(None, ge=1)
-
-    class Person(Strict):
-        username: str = Field(min_length=1, max_length=100)
-        email: str = Field(min_length=3, max_length=254)
-        first_name: str = Field("", max_length=100)
-        last_name: str = Field("", max_length=100)
-
-        @field_validator("username")
-        @classmethod
-        def _username(cls, value: str) -> str:
-            value = value.lower()
-            if not re.fullmatch(r"[a-z0-9._@-]{1,100}", value):
-                raise ValueError(f"{value!r} is not a user name: use lower-case letters, digits and . _ @ -")
-            return value
-
-        @field_validator("email")
-        @classmethod
-        def _email(cls, value: str) -> str:
-            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-                raise ValueError(f"{value!r} is not an email address (write it as name@example.org)")
-            return value
-
-    class EventSpec(Strict):
-        name: str = Field(min_length=1, max_length=200)
-        description: str | None = None
-        template: int | str
-        start: AwareDatetime
-        end: AwareDatetime
-        participants: list[Person] = []
-        teachers: list[Person] = []
-        status: Literal["draft", "scheduled"] = "scheduled"
-
-        @field_validator("template", mode="before")
-        @classmethod
-        def _template(cls, value: Any) -> int | str:
-            if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip():
-                raise ValueError(f"{value!r} is not a template: give a template's name or id")
-            return value
-
-        @model_validator(mode="after")
-        def _order(self):
-            if self.end <= self.start:
-                raise ValueError(f"end: {self.end.isoformat()} is not after start {self.start.isoformat()}: "
-                                 "an event ends after it starts")
-            return self
-
-        def utc(self, field: str) -> dt.datetime:
-            return getattr(self, field).astimezone(dt.UTC).replace(tzinfo=None)
+    """The YAML schemas: the same ones the API checks its JSON with (specs.py)."""
+    from openvle.specs import EventSpec, TemplateSpec
 
     return TemplateSpec, EventSpec
 
@@ -462,6 +404,13 @@ def event_create(args: argparse.Namespace) -> int:
     except EventError as exc:
         raise CliError(f"{shown}: {exc}") from None
     print(event_id, flush=True)
+    from openvle.accounts.identity import cli_actor
+    from openvle.service.events import invite_members
+
+    invited = invite_members(event_id, cli_actor(_whoami()))
+    if invited:
+        note(f"{len(invited)} new account(s) get an email to choose a password: {', '.join(invited[:5])}"
+             f"{' …' if len(invited) > 5 else ''}")
     people = f"{len(spec.participants)} participant(s), {len(spec.teachers)} teacher(s)"
     note(f"created event {event_id} {spec.name!r} ({spec.status}, {people}, "
          f"{_when(spec.utc('start'))} to {_when(spec.utc('end'))}); deploy it with `openvle event deploy "
@@ -470,21 +419,13 @@ def event_create(args: argparse.Namespace) -> int:
 
 
 def _template_id(template: int | str, shown: str) -> int:
-    from sqlalchemy import select
+    from openvle.errors import Invalid
+    from openvle.service.templates import resolve
 
-    from openvle.db.engine import session_scope
-    from openvle.db.models import Template
-
-    column = Template.id if isinstance(template, int) else Template.name
-    with session_scope() as session:
-        found = session.execute(select(Template.id).where(column == template)).scalar()
-        if found is None:
-            names = list(session.execute(select(Template.name).order_by(Template.name).limit(10)).scalars())
-    if found is None:
-        known = f" (known: {', '.join(names)})" if names else " (there are none yet)"
-        raise CliError(f"{shown}: template: no template {template!r}{known}: create it first with "
-                       "`openvle template create -f FILE` or name an existing one")
-    return found
+    try:
+        return resolve(template)
+    except Invalid as exc:
+        raise CliError(f"{shown}: {exc}") from None
 
 
 def event_list(args: argparse.Namespace) -> int:

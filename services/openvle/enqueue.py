@@ -7,6 +7,7 @@ Task stays `queued` without a job and the reconciler enqueues it (see reconcile.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -59,8 +60,10 @@ def enqueue_operation(
             raise ValueError(f"depends_on names tasks that do not exist: {sorted(missing)}")
         failed = [p for p in parents if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
         now = utcnow()
+        event_id, vm_id = subjects(target, params)
         values = dict(
             operation=operation, target=target, queue=op.queue, params=params, requested_by=requested_by,
+            event_id=event_id, vm_id=vm_id,
             max_attempts=queue_policy.max_attempts, rq_job_id=uuid.uuid4().hex, status=TaskStatus.QUEUED,
             progress=0, attempts=0, created_at=now, updated_at=now, error=None, finished_at=None,
         )
@@ -83,11 +86,29 @@ def enqueue_operation(
     return task
 
 
-def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str] = (), retries_left: int | None = None):
-    """Put the Task's job on its queue (also used by the reconciler to re-create a lost job)."""
+def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(event id, VM id) a Task concerns, from its params or its target ("event:4/…", "vm:12")."""
+    event_id, vm_id = params.get("event_id"), params.get("vm_id")
+    if not isinstance(event_id, int) and target and (match := _EVENT_TARGET.match(target)):
+        event_id = int(match[1])
+    if not isinstance(vm_id, int) and target and (match := _VM_TARGET.match(target)):
+        vm_id = int(match[1])
+    return (event_id if isinstance(event_id, int) else None), (vm_id if isinstance(vm_id, int) else None)
+
+
+_EVENT_TARGET = re.compile(r"event:(\d+)")
+_VM_TARGET = re.compile(r"vm:(\d+)")
+
+
+def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str] = (), retries_left: int | None = None,
+                first_attempt: int | None = None):
+    """Put the Task's job on its queue (also used by the reconciler to re-create a lost job, and by
+    requeue to start a new series of attempts after `first_attempt - 1` used ones)."""
     from openvle.tracking import execute, on_job_failure, on_job_stopped
 
     retries = queue_policy.max_retries if retries_left is None else retries_left
+    if first_attempt is None:
+        first_attempt = queue_policy.max_attempts - retries
     retry = None
     if retries > 0:
         # Counted from the end by RQ, so pass exactly the waits still ahead.
@@ -108,7 +129,7 @@ def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str]
         depends_on=Dependency(jobs=list(waiting_on)) if waiting_on else None,
         on_failure=Callback(on_job_failure),
         on_stopped=Callback(on_job_stopped),
-        meta={"task_id": task.id, "first_attempt": queue_policy.max_attempts - retries},
+        meta={"task_id": task.id, "first_attempt": first_attempt},
     )
     with job_context(queue=queue_policy.name, job_id=job.id, task_id=task.id):
         log.info("queued %s%s", task.operation, f" after {len(waiting_on)} task(s)" if waiting_on else "")

@@ -25,3 +25,39 @@ class QueueUnavailable(Exception):
             "it will be queued automatically once Redis answers again"
         )
         self.task_id = task_id
+
+
+class RequestError(Exception):
+    """A request that cannot be honoured as asked; the message names the problem and the fix.
+
+    The API answers with `status`; the CLI prints the message. Raised by the service layer and the
+    accounts, never by job bodies.
+    """
+
+    status = 400
+
+
+class Invalid(RequestError):
+    status = 422
+
+
+class Unauthenticated(RequestError):
+    status = 401
+
+
+class Forbidden(RequestError):
+    """The caller sees the object but their role may not do this to it."""
+
+    status = 403
+
+
+class NotFound(RequestError):
+    """Does not exist, or the caller may not see it: the two answers are the same on purpose."""
+
+    status = 404
+
+
+class Conflict(RequestError):
+    """The object's state does not allow it now (a deploy of an archived event, a template in use)."""
+
+    status = 409

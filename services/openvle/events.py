@@ -19,6 +19,7 @@ from sqlalchemy import select
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import (
+    AccountRole,
     CloneMode,
     Event,
     EventStatus,
@@ -121,19 +122,29 @@ def create_template(name: str, pve_vmid: int, node: str, clone_mode: str = "link
         return template.id
 
 
-def ensure_user(username: str, email: str, first_name: str = "", last_name: str = "") -> int:
+def ensure_user(username: str, email: str, first_name: str = "", last_name: str = "",
+                account_role: str = AccountRole.STUDENT) -> int:
+    """The account of a person named in an event, matched by email (then by user name), made when
+    missing. A teacher named in an event is at least a teacher account; nobody is demoted."""
     username = username.strip().lower()
     if not re.fullmatch(r"[a-z0-9._@-]{1,100}", username):
         raise EventError(f"user name {username!r}: use lower-case letters, digits and . _ @ -")
     if "@" not in email:
         raise EventError(f"user {username}: {email!r} is not an email address")
     with session_scope() as session:
-        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        user = session.execute(select(User).where(User.email == email)).scalar_one_or_none() \
+            or session.execute(select(User).where(User.username == username)).scalar_one_or_none()
         if user is None:
-            user = User(username=username, email=email, first_name=first_name or username, last_name=last_name)
+            user = User(username=username, email=email, first_name=first_name or username, last_name=last_name,
+                        role=account_role, active=True)
             session.add(user)
-        else:
+        elif user.email == email:
+            # The same person: their account keeps its name (Guacamole and Moodle know them by it).
+            user.first_name, user.last_name = first_name or user.first_name, last_name or user.last_name
+        else:  # the same user name with a new email (nobody else has that email: looked up first)
             user.email, user.first_name, user.last_name = email, first_name or user.first_name, last_name
+        if AccountRole.RANK[account_role] > AccountRole.RANK.get(user.role, 0):
+            user.role = account_role
         session.flush()
         return user.id
 
@@ -155,7 +166,7 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
     if template_id is None:
         raise EventError(f"event {name}: template {template!r} does not exist (create it first)")
     people = [(ensure_user(**p), Role.PARTICIPANT) for p in participants_]
-    people += [(ensure_user(**t), Role.TEACHER) for t in teachers]
+    people += [(ensure_user(**t, account_role=AccountRole.TEACHER), Role.TEACHER) for t in teachers]
     with session_scope() as session:
         event = Event(name=name, description=description, start_at=start_at, end_at=end_at,
                       template_id=template_id, status=status)
@@ -178,8 +189,8 @@ def _check_people_once(participants_: list[dict], teachers: list[dict]) -> None:
                 seen[key] = here
 
 
-def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT) -> int:
-    """Add someone; in a deployed event, provision just them."""
+def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT, requested_by: str | None = None) -> int:
+    """Add someone; in a deployed event, provision just them (the steps name `requested_by`)."""
     from openvle.jobs.events import plan_deploy
 
     with session_scope() as session:
@@ -195,11 +206,11 @@ def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT) -
         session.flush()
         pid, deployed = person.id, event.status in (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)
     if deployed and role == Role.PARTICIPANT:
-        plan_deploy(event_id, by=f"participant:{pid}", only=[pid])
+        plan_deploy(event_id, by=requested_by or f"participant:{pid}", only=[pid])
     return pid
 
 
-def remove_participant(event_id: int, user_id: int) -> int:
+def remove_participant(event_id: int, user_id: int, requested_by: str | None = None) -> int:
     """Remove someone; in a deployed event, archive just them (access, VM, account)."""
     from openvle.jobs.events import plan_archive
 
@@ -213,7 +224,7 @@ def remove_participant(event_id: int, user_id: int) -> int:
         pid = person.id
         status = session.get(Event, event_id).status
     if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.ARCHIVED):
-        plan_archive(event_id, by=f"participant:{pid}", only=[pid])
+        plan_archive(event_id, by=requested_by or f"participant:{pid}", only=[pid])
     return pid
 
 

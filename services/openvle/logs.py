@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,8 +65,12 @@ class _Formatter(logging.Formatter):
         return mask(line, self._secrets).replace("\n", " | ")  # one event, one line
 
 
+# A one-time link's token in a logged URL (uvicorn's access log of GET /set-password?token=…).
+_QUERY_SECRET = re.compile(r"([?&](?:token|password|csrf_token)=)[^&\s\"']+")
+
+
 def mask(text: str, secrets: list[str]) -> str:
-    text = mask_url(text)
+    text = _QUERY_SECRET.sub(r"\1********", mask_url(text))
     for secret in secrets:
         text = text.replace(secret, "********")
     return text

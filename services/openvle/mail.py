@@ -16,7 +16,8 @@ from openvle.db.models import Email
 from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
 
-KINDS = ("event_deployed", "event_starts_soon", "event_archived", "task_failed")
+KINDS = ("event_deployed", "event_starts_soon", "event_archived", "task_failed", "account_invite",
+         "password_reset")
 
 
 @functools.lru_cache(maxsize=1)

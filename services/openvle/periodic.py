@@ -37,6 +37,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("node-sync", "nodes.sync", every=lambda s: s.WORKER_PVE_PERIODIC_INTERVAL),
     Periodic("reconcile", "housekeeping.reconcile", every=lambda s: s.RECONCILE_INTERVAL),
     Periodic("purge-tasks", "housekeeping.purge_tasks", cron="30 3 * * *"),
+    Periodic("purge-audit", "housekeeping.purge_audit", cron="45 3 * * *"),
     Periodic("email-cleanup", "mail.cleanup", cron="0 2 * * *"),
     Periodic("event-lifecycle", "events.lifecycle", cron="0 1 * * *"),
 )

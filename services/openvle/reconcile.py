@@ -116,13 +116,14 @@ def _recreate_job(task: Task, report: Report) -> None:
     """The job is gone from Redis (never enqueued, or Redis lost it): enqueue it again."""
     queue_policy = policy(task.queue, get_settings())
     used = task.attempts
+    allowed = max(task.max_attempts, queue_policy.max_attempts) if task.max_attempts else queue_policy.max_attempts
     if task.status == TaskStatus.PROCESSING:
         record_lost_attempt(task.id, "attempt lost: its job vanished from Redis",
-                            final=used >= queue_policy.max_attempts, queue=task.queue)
-        if used >= queue_policy.max_attempts:
+                            final=used >= allowed, queue=task.queue)
+        if used >= allowed:
             report.failed.append(task.id)
             return
-    elif used >= queue_policy.max_attempts:
+    elif used >= allowed:
         record_lost_attempt(task.id, "its job vanished from Redis and no attempts are left", True, task.queue)
         report.failed.append(task.id)
         return
@@ -137,7 +138,8 @@ def _recreate_job(task: Task, report: Report) -> None:
         report.cancelled.append(task.id)
         return
     waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
-    enqueue_job(task, queue_policy, waiting_on, retries_left=queue_policy.max_attempts - used - 1)
+    # Attempts go on from the used ones (a requeued Task allows more than its queue's policy).
+    enqueue_job(task, queue_policy, waiting_on, retries_left=allowed - used - 1, first_attempt=used + 1)
     _mark(task.id, TaskStatus.QUEUED)
     log.warning("job was missing from Redis; queued again (%d attempt(s) used)", used)
     report.requeued.append(task.id)

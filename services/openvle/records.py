@@ -49,7 +49,8 @@ _FIRST_PROCESSING = update(tasks).where(tasks.c.id == bindparam("tid")).values(
 _NEXT_PROCESSING = update(tasks).where(tasks.c.id == bindparam("tid")).values(**_TASK_PROCESSING)
 _ATTEMPT_SUCCESS = update(subtasks).where(_THIS_ATTEMPT).values(
     status=AttemptStatus.SUCCESS, finished_at=bindparam("now"))
-_TASK_SUCCESS = update(tasks).where(tasks.c.id == bindparam("tid")).values(
+# Only an active Task succeeds: one an operator cancelled or force-failed meanwhile stays so.
+_TASK_SUCCESS = update(tasks).where(tasks.c.id == bindparam("tid"), tasks.c.status.in_(TaskStatus.ACTIVE)).values(
     status=TaskStatus.SUCCESS, progress=100, result=bindparam("result", type_=tasks.c.result.type),
     error=None, finished_at=bindparam("now"), updated_at=bindparam("now"))  # earlier attempts keep theirs
 
@@ -143,13 +144,13 @@ def record_cancelled(conn: Connection, task_id: int, reason: str) -> list[str]:
         .values(status=TaskStatus.CANCELLED, error=reason, finished_at=now, updated_at=now)
     )
     own = conn.execute(select(tasks.c.rq_job_id).where(tasks.c.id == task_id)).scalar_one()
-    return [own, *cancel_dependents(conn, task_id, reason)]
+    return [own, *cancel_dependents(conn, task_id, reason, outcome="was cancelled")]
 
 
-def cancel_dependents(conn: Connection, task_id: int, cause: str) -> list[str]:
+def cancel_dependents(conn: Connection, task_id: int, cause: str, outcome: str = "failed") -> list[str]:
     """Cancel every active Task that (transitively) depends on `task_id`; return their RQ job ids."""
     root = conn.execute(select(tasks.c.operation).where(tasks.c.id == task_id)).scalar_one()
-    reason = f"cancelled: task {task_id} ({root}) it depends on failed: {cause}"[:4000]
+    reason = f"cancelled: task {task_id} ({root}) it depends on {outcome}: {cause}"[:4000]
     job_ids: list[str] = []
     frontier = [task_id]
     now = utcnow()

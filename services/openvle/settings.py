@@ -117,6 +117,39 @@ class _Settings(BaseSettings):
     BACKEND_PORT: int = setting(8000, "port the HTTP API listens on", "a TCP port, 1 to 65535", ge=1, le=65535)
     BACKEND_MIGRATE_ON_START: bool = setting(
         True, "the backend upgrades the database schema when it starts", "true or false")
+    BACKEND_FORWARDED_ALLOW_IPS: str = setting(
+        "127.0.0.1", "proxies whose X-Forwarded-For/-Proto the backend believes (the TLS reverse proxy)",
+        "comma-separated IP addresses, or * behind a proxy that alone can reach the backend")
+    PUBLIC_URL: str = setting(
+        "http://127.0.0.1:8000", "where people reach the backend (links in emails: set your password)",
+        "an http(s):// URL, e.g. https://labs.example.edu")
+    DEV_MODE: bool = setting(
+        False, "development conveniences: the demo-task endpoint (`openvle dev` turns it on)", "true or false")
+
+    # --- accounts and the API -------------------------------------------------------------------
+    SESSION_LIFETIME_HOURS: int = setting(
+        12, "hours a browser login lasts", "hours, 1 to 720", ge=1, le=720)
+    SESSION_COOKIE_SECURE: Literal["auto", "true", "false"] = setting(
+        "auto", "send the session cookie over HTTPS only; auto = when the request came over HTTPS",
+        "one of auto, true, false")
+    LOGIN_MAX_FAILURES: int = setting(
+        10, "failed logins of one account before it is refused for LOGIN_LOCKOUT_MINUTES (slowed from the 3rd)",
+        "an integer from 3 to 1000", ge=3, le=1000)
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = setting(
+        100, "failed logins from one address (a classroom behind one NAT) before it is refused for a while",
+        "an integer from 3 to 100000", ge=3, le=100000)
+    LOGIN_LOCKOUT_MINUTES: int = setting(
+        15, "minutes an account or address is refused after too many failed logins", "minutes, 1 to 1440",
+        ge=1, le=1440)
+    ACCOUNT_LINK_HOURS: int = setting(
+        72, "hours a set-your-password link in an email stays valid", "hours, 1 to 720", ge=1, le=720)
+    API_TOKEN_MAX_DAYS: int = setting(
+        365, "longest lifetime of a personal API token (the default is 90 days or less)", "days, 1 to 3650",
+        ge=1, le=3650)
+    AUDIT_RETENTION_DAYS: int = setting(
+        365, "days audit log entries are kept", "days, 1 to 3650", ge=1, le=3650)
+    METRICS_TOKEN: SecretStr | None = setting(
+        None, "bearer token Prometheus sends to /metrics; empty = /metrics is off", "a long random string")
 
     # --- Proxmox VE -------------------------------------------------------------------------------
     PVE_HOST: str | None = setting(None, "Proxmox VE API host", "a host name or address")
@@ -244,7 +277,7 @@ class _Settings(BaseSettings):
                 raise ValueError("bad scheme")
         return value
 
-    @field_validator("GUACAMOLE_URL", "MOODLE_URL")
+    @field_validator("GUACAMOLE_URL", "MOODLE_URL", "PUBLIC_URL")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -296,7 +329,8 @@ class _Settings(BaseSettings):
         """Every secret value set, for log masking."""
         values = [
             v.get_secret_value()
-            for v in (self.PVE_TOKEN_VALUE, self.GUACAMOLE_PASSWORD, self.MOODLE_TOKEN, self.SMTP_PASSWORD)
+            for v in (self.PVE_TOKEN_VALUE, self.GUACAMOLE_PASSWORD, self.MOODLE_TOKEN, self.SMTP_PASSWORD,
+                      self.METRICS_TOKEN)
             if v is not None
         ]
         for url in (self.REDIS_URL, self.DATABASE_URL, self.MONGO_URL):

@@ -260,4 +260,4 @@ def cancel_jobs(job_ids: list[str]) -> None:
             Job.fetch(job_id, connection=redis).cancel()
         except (NoSuchJobError, InvalidJobOperation):
             pass
-    log.warning("cancelled %d dependent job(s)", len(job_ids))
+    log.warning("cancelled %d job(s) in RQ", len(job_ids))

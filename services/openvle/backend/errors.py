@@ -11,7 +11,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from openvle.errors import QueueUnavailable
+from openvle.accounts.identity import LoginFailed
+from openvle.accounts.throttle import Refused
+from openvle.errors import QueueUnavailable, RequestError
 
 log = logging.getLogger("openvle.backend")
 
@@ -41,6 +43,23 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError):
+        response = _error(exc.status, str(exc))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(LoginFailed)
+    async def login_failed(request: Request, exc: LoginFailed):
+        return _error(401, str(exc))
+
+    @app.exception_handler(Refused)
+    async def throttled(request: Request, exc: Refused):
+        response = _error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(QueueUnavailable)
     async def queue_unavailable(request: Request, exc: QueueUnavailable):

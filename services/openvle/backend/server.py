@@ -23,6 +23,8 @@ def run(settings: _Settings) -> int:
         log.info("database schema %s", f"upgraded {before or 'empty'} -> {after}" if before != after else f"at {after}")
     else:
         wait_until_current(engine, timeout=0)
+    # Behind the TLS proxy, X-Forwarded-For/-Proto from BACKEND_FORWARDED_ALLOW_IPS give the real client
+    # (audit log, login throttling) and the scheme (the session cookie's Secure flag).
     uvicorn.run(create_app(), host=settings.BACKEND_HOST, port=settings.BACKEND_PORT, log_config=None,
-                access_log=True)
+                access_log=True, proxy_headers=True, forwarded_allow_ips=settings.BACKEND_FORWARDED_ALLOW_IPS)
     return 0

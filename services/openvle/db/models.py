@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -94,7 +96,10 @@ class Task(Base):
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
-    requested_by: Mapped[str | None] = mapped_column(String(100))
+    requested_by: Mapped[str | None] = mapped_column(String(100))  # "user:<name>", "scheduler", "task:<id>"…
+    # What it concerns, for filters and for who may see it (set by enqueue from params and target).
+    event_id: Mapped[int | None] = mapped_column(Integer)
+    vm_id: Mapped[int | None] = mapped_column(Integer)
     rq_job_id: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
@@ -114,6 +119,11 @@ class Task(Base):
         Index("ix_tasks_operation_target", "operation", "target"),
         Index("ix_tasks_created_at", "created_at"),
         Index("ix_tasks_requested_by", "requested_by"),  # an orchestrator follows the steps it made
+        # Keyset pages (newest first) of the API's task list, whole or filtered.
+        Index("ix_tasks_status_id", "status", "id"),
+        Index("ix_tasks_queue_id", "queue", "id"),
+        Index("ix_tasks_event_id_id", "event_id", "id"),
+        Index("ix_tasks_vm_id_id", "vm_id", "id"),
     )
 
 
@@ -239,8 +249,20 @@ class Vm(Base):
 # --- people and mail ----------------------------------------------------------------------------------
 
 
+class AccountRole:
+    """What a user may do in the API: see accounts/ and authz.py."""
+
+    STUDENT = "student"  # their own VMs and Tasks
+    TEACHER = "teacher"  # + the events they teach, and creating events
+    ADMIN = "admin"  # everything
+
+    ALL = (STUDENT, TEACHER, ADMIN)
+    RANK = {STUDENT: 0, TEACHER: 1, ADMIN: 2}
+
+
 class User(Base):
-    """A person: participant or teacher of events; their Guacamole and Moodle accounts are named after this."""
+    """A person and their account: participant or teacher of events, or an admin. Their Guacamole
+    and Moodle accounts are named after it; they log in to the API with a password or a token."""
 
     __tablename__ = "users"
 
@@ -252,6 +274,11 @@ class User(Base):
     # Generated on first provisioning and sent in the access email; never logged.
     guacamole_password: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    role: Mapped[str] = mapped_column(String(16), default=AccountRole.STUDENT, server_default=AccountRole.STUDENT)
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id; None: no password set yet
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     @property
     def full_name(self) -> str:
@@ -347,3 +374,77 @@ class Participant(Base):
     removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("event_id", "user_id"),)
+
+
+# --- accounts: tokens, browser sessions, one-time links, audit ---------------------------------------
+
+
+class ApiToken(Base):
+    """A personal token for scripts (`Authorization: Bearer …`). Only its SHA-256 is kept: the token is
+    shown once, when it is made."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, so people can tell tokens apart
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class UserSession(Base):
+    """A browser's login: the cookie holds a random token, the row only its SHA-256."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class AccountLink(Base):
+    """A one-time link that sets a password (first password of a new account, or a reset)."""
+
+    __tablename__ = "account_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # invite or reset
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # None until the email is sent
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """Every request that changes something: who, when, from where, what, on which object, the outcome."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: the record outlives the account
+    username: Mapped[str | None] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(16))  # session, token, cli, anonymous
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(100))
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[int] = mapped_column(Integer)  # the HTTP status (CLI: 200 done, 4xx refused)
+    detail: Mapped[str | None] = mapped_column(String(1000))
+
+    __table_args__ = (
+        Index("ix_audit_log_user_id_id", "user_id", "id"),
+        Index("ix_audit_log_object", "object_type", "object_id", "id"),
+        Index("ix_audit_log_action_id", "action", "id"),
+    )

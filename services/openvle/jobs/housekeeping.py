@@ -50,3 +50,12 @@ def purge_tasks(ctx: TaskContext) -> dict:
             session.execute(delete(Task).where(Task.id.in_(ids)))
             deleted += len(ids)
     return {"deleted": deleted, "older_than": cutoff.isoformat() + "Z"}
+
+
+@operation("housekeeping.purge_audit", queue="core_periodic")
+def purge_audit(ctx: TaskContext) -> dict:
+    """Audit entries older than AUDIT_RETENTION_DAYS, browser sessions and one-time links that expired."""
+    from openvle import auditlog
+    from openvle.accounts import links, sessions
+
+    return {"audit_entries": auditlog.purge(), "sessions": sessions.purge_expired(), "links": links.purge_expired()}

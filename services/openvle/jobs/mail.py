@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from sqlalchemy import delete, update
 
@@ -21,8 +22,11 @@ def send_email(ctx: TaskContext, email_id: int) -> dict:
     return deliver(ctx, email_id)
 
 
-def deliver(ctx: TaskContext, email_id: int) -> dict:
-    """Send a stored email once; record the outcome on its row (failed when no retry is left)."""
+def deliver(ctx: TaskContext, email_id: int, fill: Callable[[str], str] | None = None) -> dict:
+    """Send a stored email once; record the outcome on its row (failed when no retry is left).
+
+    `fill` completes the text just before sending: what must not be stored (a one-time link) is
+    put in then, so the row keeps only a placeholder."""
     with session_scope() as session:
         email = session.get(Email, email_id)
         if email is None:
@@ -30,6 +34,8 @@ def deliver(ctx: TaskContext, email_id: int) -> dict:
         if email.status == EmailStatus.SENT:  # a retry after the send went through
             return {"email_id": email_id, "already_sent": True}
         recipient, subject, text, html = email.recipient, email.subject, email.body_text, email.body_html
+    if fill is not None:
+        text, html = fill(text), fill(html) if html else html
     try:
         smtp.send(recipient, subject, text, html)
     except (smtp.MailTransientError, smtp.MailPermanentError) as exc:
