@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
 from rq.job import Dependency
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
@@ -33,6 +33,12 @@ _INSERT_TASK = insert(Task.__table__)
 _INSERT_DEPENDENCY = insert(TaskDependency.__table__)
 _PARENTS = select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(
     Task.id.in_(bindparam("ids", expanding=True)))
+# Read again once our dependency rows exist, with a locking read (MariaDB; SQLite already holds its
+# write lock here): a parent failing for good meanwhile either committed before (we see it) or
+# waits for our commit and then finds and cancels us. Never a child left queued behind a failure.
+_PARENTS_NOW = _PARENTS.with_for_update()
+_CANCEL = update(Task.__table__).where(Task.__table__.c.id == bindparam("tid")).values(
+    status=TaskStatus.CANCELLED, finished_at=bindparam("now"), error=bindparam("why"))
 
 
 def enqueue_operation(
@@ -58,7 +64,6 @@ def enqueue_operation(
         missing = set(parent_ids) - {p.id for p in parents}
         if missing:
             raise ValueError(f"depends_on names tasks that do not exist: {sorted(missing)}")
-        failed = [p for p in parents if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
         now = utcnow()
         event_id, vm_id = subjects(target, params)
         values = dict(
@@ -67,12 +72,15 @@ def enqueue_operation(
             max_attempts=queue_policy.max_attempts, rq_job_id=uuid.uuid4().hex, status=TaskStatus.QUEUED,
             progress=0, attempts=0, created_at=now, updated_at=now, error=None, finished_at=None,
         )
-        if failed:  # RQ would defer it forever behind a failed parent
-            values.update(status=TaskStatus.CANCELLED, finished_at=now, error=(
-                f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"))
         task_id = conn.execute(_INSERT_TASK, values).inserted_primary_key[0]
         if parent_ids:
             conn.execute(_INSERT_DEPENDENCY, [{"task_id": task_id, "depends_on_id": p} for p in parent_ids])
+            parents = conn.execute(_PARENTS_NOW, {"ids": parent_ids}).all()
+        failed = [p for p in parents if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
+        if failed:  # RQ would defer it forever behind a failed parent
+            values.update(status=TaskStatus.CANCELLED, finished_at=now, error=(
+                f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"))
+            conn.execute(_CANCEL, {"tid": task_id, "now": now, "why": values["error"]})
     task = Task(id=task_id, **values)  # detached: callers read it, nobody writes through it
 
     if task.status == TaskStatus.QUEUED:
