@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 import test_events
-from conftest import ROOT, Stores
+from conftest import ROOT, WAIT_SCALE, Stores
 from openvle.cli_events import _LiveView
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, Template, User, utcnow
@@ -187,11 +187,16 @@ def test_deploy_is_deduplicated_and_wait_follows_it_to_deployed_then_archive(lab
     assert "deploy requested, task" in first.stdout and "already in flight, task" in second.stdout
     assert task_id_in(second.stdout) == task_id_in(first.stdout)
 
+    # --wait attaches to the deploy in flight (its first line says so) before any worker runs it.
+    waiting = subprocess.Popen([sys.executable, "-m", "openvle", "event", "deploy", str(event_id), "--wait"],
+                               env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    attached = waiting.stdout.readline()
+    assert "already in flight" in attached, attached + waiting.stderr.read()
     test_events.start_workers(start_role, lab)
-    waited = cli(env, "event", "deploy", str(event_id), "--wait")
+    rest, errors = waiting.communicate(timeout=120 * WAIT_SCALE)
 
-    out = waited.stdout
-    assert waited.returncode == 0, out + waited.stderr
+    out = attached + rest
+    assert waiting.returncode == 0, out + errors
     assert task_id_in(out) == task_id_in(first.stdout)
     assert "\x1b[" not in out  # not a terminal: plain lines, no cursor movement
     progress_lines = [line for line in out.splitlines() if line.startswith("[")]
