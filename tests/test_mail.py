@@ -156,9 +156,9 @@ def test_cleanup_deletes_only_sent_emails_older_than_the_limit(mail, settings_en
 def test_admins_are_told_when_a_task_fails_for_good(mail, start_role, settings_env):
     env = {**mail.env, "ADMIN_EMAILS": "ops@example.org, lead@example.org"}
     settings_env(**env)
-    worker = start_role("worker", **env)
     failing = enqueue_operation("demo.guacamole", {"permanent": True, "error_message": "template 42 is gone"})
     child = enqueue_operation("demo.guacamole", {}, depends_on=[failing])
+    worker = start_role("worker", **env)  # after both exist: the child waits on the failure, as in a chain
 
     wait_for(lambda: len(mail.state.messages()) == 2, 30, "the alerts", worker)
 

@@ -58,10 +58,10 @@ def test_permanent_error_fails_at_once_and_nothing_is_scheduled(start_role, clea
 
 def test_retries_exhausted_fail_the_task_and_cancel_its_dependents(start_role, settings_env):
     settings_env(WORKER_MAX_RETRY="1")
-    worker = start_role("worker", WORKER_MAX_RETRY="1")
     parent = enqueue_operation("demo.pve_vm_actions", {"fail_times": 10})
     child = enqueue_operation("demo.mails", {}, depends_on=[parent])
     grandchild = enqueue_operation("demo.moodle", {}, depends_on=[child])
+    worker = start_role("worker", WORKER_MAX_RETRY="1")  # the chain exists before anything runs
 
     done = wait_for(lambda: settled(parent.id), 30, "the parent to settle", worker)
 

@@ -33,10 +33,12 @@ _INSERT_TASK = insert(Task.__table__)
 _INSERT_DEPENDENCY = insert(TaskDependency.__table__)
 _PARENTS = select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(
     Task.id.in_(bindparam("ids", expanding=True)))
-# Read again once our dependency rows exist, with a locking read (MariaDB; SQLite already holds its
-# write lock here): a parent failing for good meanwhile either committed before (we see it) or
-# waits for our commit and then finds and cancels us. Never a child left queued behind a failure.
-_PARENTS_NOW = _PARENTS.with_for_update()
+# The parents are locked before the child's rows are written (MariaDB; taking the lock after the
+# dependency rows' foreign-key checks would upgrade a shared lock and deadlock), and read again
+# after them (SQLite holds its write lock only from the first write on). A parent failing for good
+# meanwhile either committed first (we see it) or waits for our commit and then finds and cancels
+# us: never a child left queued behind a failure.
+_LOCK_PARENTS = _PARENTS.with_for_update()
 _CANCEL = update(Task.__table__).where(Task.__table__.c.id == bindparam("tid")).values(
     status=TaskStatus.CANCELLED, finished_at=bindparam("now"), error=bindparam("why"))
 
@@ -60,7 +62,7 @@ def enqueue_operation(
     params = dict(params or {})
 
     with get_engine().begin() as conn:
-        parents = conn.execute(_PARENTS, {"ids": parent_ids}).all() if parent_ids else []
+        parents = conn.execute(_LOCK_PARENTS, {"ids": parent_ids}).all() if parent_ids else []
         missing = set(parent_ids) - {p.id for p in parents}
         if missing:
             raise ValueError(f"depends_on names tasks that do not exist: {sorted(missing)}")
@@ -75,7 +77,7 @@ def enqueue_operation(
         task_id = conn.execute(_INSERT_TASK, values).inserted_primary_key[0]
         if parent_ids:
             conn.execute(_INSERT_DEPENDENCY, [{"task_id": task_id, "depends_on_id": p} for p in parent_ids])
-            parents = conn.execute(_PARENTS_NOW, {"ids": parent_ids}).all()
+            parents = conn.execute(_PARENTS, {"ids": parent_ids}).all()
         failed = [p for p in parents if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
         if failed:  # RQ would defer it forever behind a failed parent
             values.update(status=TaskStatus.CANCELLED, finished_at=now, error=(
