@@ -34,6 +34,17 @@ def _claim_redis_db() -> str:
     would break each other); the claim expires by itself if a run dies."""
     if os.environ.get("OPENVLE_TEST_REDIS"):
         return os.environ["OPENVLE_TEST_REDIS"]
+    # Several runs at once (people, CI, benchmarks) may hold every db for a while: wait for one.
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        url = _try_claim_redis_db()
+        if url:
+            return url
+        time.sleep(2)
+    raise RuntimeError(f"every test Redis db {REDIS_TEST_DBS} was claimed by other test runs for an hour")
+
+
+def _try_claim_redis_db() -> str | None:
     for index in REDIS_TEST_DBS:
         url = f"redis://127.0.0.1:6379/{index}"
         redis = Redis.from_url(url)
@@ -45,7 +56,7 @@ def _claim_redis_db() -> str:
         if owner is not None and not _alive(int(owner)) and redis.getset(OWNER_KEY, os.getpid()) == owner:
             redis.expire(OWNER_KEY, 3 * 3600)  # its run was killed before it could let go
             return url
-    raise RuntimeError(f"every test Redis db {REDIS_TEST_DBS} is claimed by another test run")
+    return None
 
 
 def _workers_in(redis: Redis) -> bool:
