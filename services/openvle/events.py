@@ -230,7 +230,7 @@ def remove_participant(event_id: int, user_id: int, requested_by: str | None = N
 
 # --- progress ---------------------------------------------------------------------------------------
 
-STAGES = ("clone", "start", "access", "course", "enrol", "email")
+STAGES = ("clone", "start", "access", "course", "enrol", "email", "course_email")
 
 
 def progress(event_id: int) -> dict:

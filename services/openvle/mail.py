@@ -16,7 +16,7 @@ from openvle.db.models import Email
 from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
 
-KINDS = ("event_deployed", "event_starts_soon", "event_archived", "task_failed", "account_invite",
+KINDS = ("event_deployed", "event_course", "event_starts_soon", "event_archived", "task_failed", "account_invite",
          "password_reset")
 
 

@@ -3,8 +3,9 @@
 An orchestrator job (`event.deploy` / `event.archive`) claims the event, plans the steps that are
 still missing and enqueues them as Tasks chained with RQ dependencies, then checks back until every
 step has settled and records the outcome. Per participant, deploy is clone → start → access, and
-once per event course → enrol; each participant's access email waits for their access and the
-enrolment; the final marker waits for everything. A step that fails for good cancels what depends
+once per event course → enrol; each participant's access email waits only for their own access
+(lab access never waits on Moodle), and their course email for the enrolment; the final marker
+waits for everything. A step that fails for good cancels what depends
 on it (and so the marker): the event ends "deployed with failures", naming who and why, and
 "retry failed" plans again, finding most of the work already done.
 """
@@ -120,9 +121,14 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     for person in people:
         if person.role != Role.PARTICIPANT:
             continue
-        chain = _participant_chain(event, person, teachers, by, enrol_task)
+        chain = _participant_chain(event, person, teachers, by)
         steps += len(chain)
         finals += chain[-1:]
+        if enrol_task is not None and _email_state(person.course_email_id) != EmailStatus.SENT:
+            finals.append(enqueue_operation("event.course_email", {"participant_id": person.id},
+                                            target=f"event:{event.id}/participant:{person.id}/course_email",
+                                            requested_by=by, depends_on=[enrol_task]))
+            steps += 1
     if only is None:  # the final marker: runs only when every step succeeded
         enqueue_operation("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
                           requested_by=by, depends_on=finals)
@@ -130,7 +136,7 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     return steps
 
 
-def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str, enrol_task) -> list:
+def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str) -> list:
     vm = _vm_for(event, person)
     target = f"event:{event.id}/participant:{person.id}"
     chain, previous = [], []
@@ -145,10 +151,9 @@ def _participant_chain(event: Event, person: Participant, teachers: list[int], b
         previous = [enqueue_operation("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
                                       target=f"{target}/access", requested_by=by, depends_on=previous)]
         chain += previous
-    if not _access_email_sent(person):
+    if _email_state(person.access_email_id) != EmailStatus.SENT:
         chain.append(enqueue_operation("event.access_email", {"participant_id": person.id},
-                                       target=f"{target}/email", requested_by=by,
-                                       depends_on=previous + ([enrol_task] if enrol_task else [])))
+                                       target=f"{target}/email", requested_by=by, depends_on=previous))
     return chain
 
 
@@ -167,12 +172,12 @@ def _vm_for(event: Event, person: Participant) -> Vm:
         return vm
 
 
-def _access_email_sent(person: Participant) -> bool:
-    if person.access_email_id is None:
-        return False
+def _email_state(email_id: int | None) -> str | None:
+    """The status of a participant's email; None when there is none yet."""
+    if email_id is None:
+        return None
     with session_scope() as session:
-        return session.execute(select(Email.status).where(Email.id == person.access_email_id)).scalar() == \
-            EmailStatus.SENT
+        return session.execute(select(Email.status).where(Email.id == email_id)).scalar()
 
 
 def _t(event_id: int, stage: str) -> str:
@@ -205,26 +210,47 @@ def event_enrol(ctx: TaskContext, event_id: int) -> dict:
 
 @operation("event.access_email", queue="mails")
 def access_email(ctx: TaskContext, participant_id: int) -> dict:
-    """Render the access email from what deploy made (link, course) and send it once."""
+    """Render the access email from what deploy made (the link) and send it once."""
+
+    def context(session, person: Participant, event: Event, user: User) -> dict:
+        vm = session.get(Vm, person.vm_id) if person.vm_id else None
+        if vm is None or not vm.access_link:
+            raise PermanentError(f"{user.username} has no access link yet: their access step did not succeed")
+        return {"access_link": vm.access_link, "guacamole_username": user.username,
+                "guacamole_password": user.guacamole_password, "course_url": None}
+
+    return _send_once(ctx, participant_id, "access_email_id", "event_deployed", context)
+
+
+@operation("event.course_email", queue="mails")
+def course_email(ctx: TaskContext, participant_id: int) -> dict:
+    """The course link, once the enrolment succeeded: its own email, so Moodle never holds up access."""
+
+    def context(session, person: Participant, event: Event, user: User) -> dict:
+        if not event.moodle_course_url:
+            raise PermanentError(f"event {event.id} has no course: its course step did not succeed")
+        return {"course_url": event.moodle_course_url}
+
+    return _send_once(ctx, participant_id, "course_email_id", "event_course", context)
+
+
+def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, context) -> dict:
+    """Render the participant's email `kind` once (its id kept in `column`) and deliver it."""
     with session_scope() as session:
         person = session.get(Participant, participant_id)
         if person is None:
             raise PermanentError(f"participant {participant_id} does not exist")
-        email_id = person.access_email_id
+        email_id = getattr(person, column)
         if email_id is None:
             event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
-            vm = session.get(Vm, person.vm_id) if person.vm_id else None
-            if vm is None or not vm.access_link:
-                raise PermanentError(f"{user.username} has no access link yet: their access step did not succeed")
-            subject, text, html = render("event_deployed", {
-                "user": {"full_name": user.full_name}, "event": _event_view(event),
-                "access_link": vm.access_link, "guacamole_username": user.username,
-                "guacamole_password": user.guacamole_password, "course_url": event.moodle_course_url})
-            email = Email(kind="event_deployed", recipient=user.email, subject=subject, body_text=text,
-                          body_html=html, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
+            subject, text, html = render(kind, {"user": {"full_name": user.full_name}, "event": _event_view(event),
+                                                **context(session, person, event, user)})
+            email = Email(kind=kind, recipient=user.email, subject=subject, body_text=text, body_html=html,
+                          event_id=event.id, user_id=user.id, task_id=ctx.task_id)
             session.add(email)
             session.flush()
-            email_id = person.access_email_id = email.id
+            email_id = email.id
+            setattr(person, column, email_id)
     return deliver(ctx, email_id)
 
 
