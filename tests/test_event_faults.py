@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 import test_events
 from conftest import wait_for
 from openvle.db.engine import session_scope
-from openvle.db.models import Event, Task, utcnow
+from openvle.db.models import Email, Event, Participant, Task, Vm, utcnow
 from openvle.events import create_template, progress, request_deploy
-from test_events import event_row, people, settled_event, start_workers
+from test_events import event_row, make_event, people, settled_event, start_workers
 
 sims, lab = test_events.sims, test_events.lab  # the simulators and the env pointing at them (fixtures)
 
@@ -55,6 +55,65 @@ def test_access_emails_go_out_when_the_course_step_fails_and_the_course_follows_
     assert retry.created and event.status == "deployed", event.status_reason
     assert _mails_to(mail, "Your course for Moodle Down") == [f"student0{i}@uni.example" for i in (1, 2, 3)]
     assert len(_mails_to(mail, "Your lab for Moodle Down is ready")) == 3  # not again
+
+
+# --- bug 2: retry after the mail cleanup ------------------------------------------------------------------
+
+
+def test_retry_failed_after_the_mail_cleanup_sends_nothing_again_and_fails_nobody(lab, start_role):
+    from openvle.context import TaskContext
+    from openvle.enqueue import enqueue_operation
+    from openvle.jobs.mail import cleanup_emails
+
+    mail = lab["mail"]
+    workers = start_workers(start_role, lab)
+    event_id = make_event(3, name="Old Lab")
+    request_deploy(event_id)
+    wait_for(lambda: settled_event(event_id, "deployed"), 120, "the deploy", workers[0], interval=1)
+    sent_before = len(mail.state.messages())
+
+    # Months later: the cleanup deletes the sent emails the participants' rows still name.
+    with session_scope() as session:
+        session.execute(update(Email).values(sent_at=utcnow() - dt.timedelta(weeks=52)))
+    task = enqueue_operation("mail.cleanup")
+    assert cleanup_emails(TaskContext(task_id=task.id, attempt=1, max_attempts=4, queue="core_periodic"))["deleted"]
+    # One participant's access is gone and must be made again (their old email was sent and deleted).
+    with session_scope() as session:
+        first = session.execute(select(Participant).where(Participant.event_id == event_id)
+                                .order_by(Participant.id)).scalars().first()
+        session.execute(update(Vm).where(Vm.id == first.vm_id).values(guac_connection_id=None))
+        session.execute(update(Event).where(Event.id == event_id).values(status="deployed_with_failures"))
+
+    retry = request_deploy(event_id, requested_by="teacher")
+    wait_for(lambda: _final(retry.task_id), 120, "the retry", workers[0], interval=1)
+    event = event_row(event_id)
+
+    assert retry.created and event.status == "deployed", event.status_reason
+    assert len(mail.state.messages()) == sent_before  # everyone had their emails: nothing again
+
+
+def test_an_access_email_whose_old_row_was_cleaned_up_is_made_anew_not_reused(lab, start_role):
+    from openvle.enqueue import enqueue_operation
+
+    mail = lab["mail"]
+    workers = start_workers(start_role, lab)
+    event_id = make_event(1, name="Dead Id")
+    request_deploy(event_id)
+    wait_for(lambda: settled_event(event_id, "deployed"), 120, "the deploy", workers[0], interval=1)
+    with session_scope() as session:
+        person = session.execute(select(Participant).where(Participant.event_id == event_id,
+                                                           Participant.role == "participant")).scalar_one()
+        dead = person.access_email_id
+        session.execute(Email.__table__.delete().where(Email.id == dead))
+
+    task = enqueue_operation("event.access_email", {"participant_id": person.id})
+    done = wait_for(lambda: _final(task.id), 60, "the access email", workers[0])
+
+    assert done.status == "success", done.error
+    with session_scope() as session:
+        now = session.get(Participant, person.id).access_email_id
+    assert now is not None and now != dead
+    assert _mails_to(mail, "Your lab for Dead Id is ready") == ["student01@uni.example"] * 2
 
 
 def _final(task_id: int) -> Task | None:

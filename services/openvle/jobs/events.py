@@ -173,11 +173,13 @@ def _vm_for(event: Event, person: Participant) -> Vm:
 
 
 def _email_state(email_id: int | None) -> str | None:
-    """The status of a participant's email; None when there is none yet."""
+    """The status of a participant's email; None when there is none yet. The daily cleanup deletes
+    only sent emails (mail.cleanup), so an id whose row is gone was sent."""
     if email_id is None:
         return None
     with session_scope() as session:
-        return session.execute(select(Email.status).where(Email.id == email_id)).scalar()
+        status = session.execute(select(Email.status).where(Email.id == email_id)).scalar()
+    return EmailStatus.SENT if status is None else status
 
 
 def _t(event_id: int, stage: str) -> str:
@@ -240,7 +242,7 @@ def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, co
         person = session.get(Participant, participant_id)
         if person is None:
             raise PermanentError(f"participant {participant_id} does not exist")
-        email_id = getattr(person, column)
+        email_id = _live_email(session, getattr(person, column))
         if email_id is None:
             event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
             subject, text, html = render(kind, {"user": {"full_name": user.full_name}, "event": _event_view(event),
@@ -252,6 +254,14 @@ def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, co
             email_id = email.id
             setattr(person, column, email_id)
     return deliver(ctx, email_id)
+
+
+def _live_email(session, email_id: int | None) -> int | None:
+    """`email_id` if its row still exists: the cleanup deletes old sent emails, and a dead id must
+    never be reused (a new email is made instead)."""
+    if email_id is None:
+        return None
+    return email_id if session.get(Email, email_id) is not None else None
 
 
 def _event_view(event: Event) -> dict:
