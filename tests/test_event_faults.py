@@ -125,3 +125,71 @@ def _final(task_id: int) -> Task | None:
 def _count(model, *where) -> int:
     with session_scope() as session:
         return session.execute(select(func.count()).select_from(model).where(*where)).scalar()
+
+
+# --- bug 3: an orchestrator that failed for good never leaves its event stuck ---------------------------
+
+
+def _stuck_event(status: str, task_id: int, name: str = "Stuck", ended_days_ago: float | None = None) -> int:
+    from openvle.events import create_event
+
+    template = create_template("t-stuck", pve_vmid=9001, node="pve1")
+    start = utcnow() + dt.timedelta(days=2)
+    event_id = create_event(name, template, start, start + dt.timedelta(days=1), participants_=people(1),
+                            status="draft")
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        event.status, event.active_task_id = status, task_id
+        if ended_days_ago is not None:
+            event.end_at = utcnow() - dt.timedelta(days=ended_days_ago)
+            event.start_at = event.end_at - dt.timedelta(days=1)
+    return event_id
+
+
+def _ctx(task):
+    from openvle.context import TaskContext
+
+    return TaskContext(task_id=task.id, attempt=1, max_attempts=4, queue=task.queue)
+
+
+def test_an_event_whose_deploy_failed_for_good_is_released_visible_and_alerted(settings_env):
+    from openvle.enqueue import enqueue_operation
+    from openvle.jobs.housekeeping import reconcile_tasks
+
+    settings_env(ADMIN_EMAILS="ops@uni.example")
+    deploy = enqueue_operation("event.deploy", {"event_id": 0})
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == deploy.id).values(status="error", error="boom: no retries left"))
+    event_id = _stuck_event("deploying", deploy.id)
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == deploy.id).values(params={"event_id": event_id}))
+
+    reconcile_tasks(_ctx(enqueue_operation("housekeeping.reconcile")))
+
+    event = event_row(event_id)
+    assert event.status == "failed" and event.active_task_id is None
+    assert f"task {deploy.id}" in event.status_reason and "boom: no retries left" in event.status_reason
+    with session_scope() as session:
+        alert = session.execute(select(Email).where(Email.recipient == "ops@uni.example")).scalar_one()
+    assert "Stuck" in alert.subject and "boom" in alert.body_text
+    # It can move on: a new deploy is accepted and claims it.
+    again = request_deploy(event_id, requested_by="teacher")
+    assert again.created
+
+
+def test_an_event_whose_archive_task_was_purged_is_archived_by_the_lifecycle(settings_env):
+    from openvle.enqueue import enqueue_operation
+    from openvle.jobs.events import _claim
+    from openvle.jobs.lifecycle import lifecycle
+
+    settings_env(EVENTS_END_PREP_TIME_DAYS="7")
+    event_id = _stuck_event("archiving", 987654, name="Purged", ended_days_ago=30)  # its Task is long purged
+
+    result = lifecycle(_ctx(enqueue_operation("events.lifecycle")))
+
+    assert result["archive"] == [event_id]
+    archive = _count(Task, Task.operation == "event.archive", Task.target == f"event:{event_id}")
+    assert archive == 1
+    with session_scope() as session:
+        new_id = session.execute(select(Task.id).where(Task.operation == "event.archive")).scalar_one()
+    assert _claim(event_id, new_id, "archiving")  # the purged Task holds nothing

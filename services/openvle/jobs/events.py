@@ -54,13 +54,14 @@ FOLLOW_EVERY = 3  # seconds between the orchestrator's looks at its steps
 
 def _claim(event_id: int, task_id: int, status: str) -> bool:
     """Make this orchestrator the event's only active one (an atomic conditional UPDATE)."""
-    finished = select(Task.id).where(Task.status.in_(TaskStatus.FINAL))
+    # Whoever holds it must be an active Task: one that ended, or was purged since, holds nothing.
+    active = select(Task.id).where(Task.status.in_(TaskStatus.ACTIVE))
     with session_scope() as session:
         claimed = session.execute(
             update(Event)
             .where(Event.id == event_id,
                    or_(Event.active_task_id.is_(None), Event.active_task_id == task_id,
-                       Event.active_task_id.in_(finished)))
+                       Event.active_task_id.not_in(active)))
             .values(active_task_id=task_id, status=status, status_reason=None)
             .execution_options(synchronize_session=False)
         ).rowcount
