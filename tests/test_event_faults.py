@@ -193,3 +193,27 @@ def test_an_event_whose_archive_task_was_purged_is_archived_by_the_lifecycle(set
     with session_scope() as session:
         new_id = session.execute(select(Task.id).where(Task.operation == "event.archive")).scalar_one()
     assert _claim(event_id, new_id, "archiving")  # the purged Task holds nothing
+
+
+# --- bug 4: planning is idempotent per (operation, target) ----------------------------------------------
+
+
+def test_planning_twice_queues_each_step_once(clean):
+    from openvle.jobs.events import plan_archive, plan_deploy
+
+    event_id = make_event(3, name="Twice")
+    # A retried orchestrator attempt plans again while its first plan's steps still wait in RQ.
+    first = plan_deploy(event_id, by="task:1")
+    second = plan_deploy(event_id, by="task:1")
+
+    assert first == 3 * 5 + 2 + 1 and second == first  # the same steps, found rather than made again
+    for operation, each in (("vm.clone", 3), ("vm.start", 3), ("guac.provision", 3), ("event.access_email", 3),
+                            ("event.course_email", 3), ("event.course", 1), ("event.enrol", 1),
+                            ("event.mark_deployed", 1)):
+        assert _count(Task, Task.operation == operation) == each, operation
+    assert _count(Vm, Vm.event_id == event_id) == 3
+
+    plan_archive(event_id, by="task:2")
+    plan_archive(event_id, by="task:2")
+    assert _count(Task, Task.operation == "vm.delete") == 3
+    assert _count(Task, Task.operation == "event.mark_archived") == 1

@@ -96,6 +96,26 @@ def enqueue_operation(
     return task
 
 
+_ACTIVE_STEP = select(Task).where(Task.operation == bindparam("op"), Task.target == bindparam("target"),
+                                  Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
+
+
+def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target: str, requested_by: str | None = None,
+                 depends_on: Sequence[Task | int] = ()) -> Task:
+    """`enqueue_operation`, unless a Task of `operation` on `target` is still active: then that one.
+
+    Planning uses it, so a retried or duplicated planner never queues a step twice. Callers that may
+    plan at the same time hold a lock around their planning (see jobs/events.py)."""
+    from openvle.db.engine import session_scope
+
+    with session_scope() as session:
+        found = session.execute(_ACTIVE_STEP, {"op": operation, "target": target}).scalar_one_or_none()
+        if found is not None:
+            session.expunge(found)
+            return found
+    return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on)
+
+
 def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, int | None]:
     """(event id, VM id) a Task concerns, from its params or its target ("event:4/…", "vm:12")."""
     event_id, vm_id = params.get("event_id"), params.get("vm_id")

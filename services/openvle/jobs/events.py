@@ -12,12 +12,14 @@ on it (and so the marker): the event ends "deployed with failures", naming who a
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -34,7 +36,7 @@ from openvle.db.models import (
     VmState,
     utcnow,
 )
-from openvle.enqueue import enqueue_operation
+from openvle.enqueue import enqueue_once
 from openvle.errors import PermanentError
 from openvle.events import participants, slug
 from openvle.jobs import courses
@@ -98,6 +100,19 @@ def deploy_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     return _follow(ctx, event_id, "deploy")
 
 
+def _one_planner(plan):
+    """Plans of one event run one at a time (an orchestrator, a participant added meanwhile), so
+    their look-ups of active steps (enqueue_once) never miss each other's."""
+
+    @functools.wraps(plan)
+    def planned(event_id: int, *args, **kwargs):
+        with get_redis().lock(f"openvle:event:{event_id}:plan", timeout=600, blocking_timeout=600):
+            return plan(event_id, *args, **kwargs)
+
+    return planned
+
+
+@_one_planner
 def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     """Enqueue the deploy steps still missing (for `only` these participants, when given)."""
     event = _load_event(event_id)
@@ -108,11 +123,11 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     course_task = enrol_task = None
     if event.template.moodle_course_id:
         if event.moodle_course_id is None and only is None:
-            course_task = enqueue_operation("event.course", {"event_id": event_id}, target=_t(event_id, "course"),
+            course_task = enqueue_once("event.course", {"event_id": event_id}, target=_t(event_id, "course"),
                                             requested_by=by)
             steps += 1
         if course_task is not None or event.moodle_course_id is not None:
-            enrol_task = enqueue_operation("event.enrol", {"event_id": event_id}, target=_t(event_id, "enrol"),
+            enrol_task = enqueue_once("event.enrol", {"event_id": event_id}, target=_t(event_id, "enrol"),
                                            requested_by=by, depends_on=[course_task] if course_task else ())
             steps += 1
     # The final marker waits on the last step of every chain: each depends on the steps before it,
@@ -126,12 +141,12 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
         steps += len(chain)
         finals += chain[-1:]
         if enrol_task is not None and _email_state(person.course_email_id) != EmailStatus.SENT:
-            finals.append(enqueue_operation("event.course_email", {"participant_id": person.id},
+            finals.append(enqueue_once("event.course_email", {"participant_id": person.id},
                                             target=f"event:{event.id}/participant:{person.id}/course_email",
                                             requested_by=by, depends_on=[enrol_task]))
             steps += 1
     if only is None:  # the final marker: runs only when every step succeeded
-        enqueue_operation("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
+        enqueue_once("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
                           requested_by=by, depends_on=finals)
         steps += 1
     return steps
@@ -142,18 +157,18 @@ def _participant_chain(event: Event, person: Participant, teachers: list[int], b
     target = f"event:{event.id}/participant:{person.id}"
     chain, previous = [], []
     if vm.state != VmState.READY:
-        previous = [enqueue_operation("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
+        previous = [enqueue_once("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
         chain += previous
     if vm.state != VmState.READY or vm.status != "running":
-        previous = [enqueue_operation("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
+        previous = [enqueue_once("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
                                       depends_on=previous)]
         chain += previous
     if vm.guac_connection_id is None or chain:
-        previous = [enqueue_operation("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
+        previous = [enqueue_once("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
                                       target=f"{target}/access", requested_by=by, depends_on=previous)]
         chain += previous
     if _email_state(person.access_email_id) != EmailStatus.SENT:
-        chain.append(enqueue_operation("event.access_email", {"participant_id": person.id},
+        chain.append(enqueue_once("event.access_email", {"participant_id": person.id},
                                        target=f"{target}/email", requested_by=by, depends_on=previous))
     return chain
 
@@ -290,6 +305,7 @@ def archive_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     return _follow(ctx, event_id, "archive")
 
 
+@_one_planner
 def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
     event = _load_event(event_id)
     people = participants(event_id, ids=only)
@@ -300,11 +316,11 @@ def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
         steps += planned
         finals += last
     if event.moodle_course_id is not None and only is None:
-        finals.append(enqueue_operation("event.course_archive", {"event_id": event_id},
+        finals.append(enqueue_once("event.course_archive", {"event_id": event_id},
                                         target=_t(event_id, "course"), requested_by=by))
         steps += 1
     if only is None:
-        enqueue_operation("event.mark_archived", {"event_id": event_id}, target=_t(event_id, "archived"),
+        enqueue_once("event.mark_archived", {"event_id": event_id}, target=_t(event_id, "archived"),
                           requested_by=by, depends_on=finals)
         steps += 1
     return steps
@@ -319,17 +335,17 @@ def _participant_teardown(event: Event, person: Participant, by: str, notify: bo
     with session_scope() as session:
         vm = session.get(Vm, person.vm_id) if person.vm_id else None
     if vm is not None and vm.state != VmState.DELETED:
-        chain.append(enqueue_operation("guac.cleanup_vm", {"vm_id": vm.id}, target=f"{target}/access",
+        chain.append(enqueue_once("guac.cleanup_vm", {"vm_id": vm.id}, target=f"{target}/access",
                                        requested_by=by))
         if vm.state == VmState.READY:
-            chain.append(enqueue_operation("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", requested_by=by,
+            chain.append(enqueue_once("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", requested_by=by,
                                            depends_on=chain[-1:]))
-        chain.append(enqueue_operation("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
+        chain.append(enqueue_once("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
                                        depends_on=chain[-1:]))
-    last = [enqueue_operation("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
+    last = [enqueue_once("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
                               target=f"{target}/account", requested_by=by, depends_on=chain[-1:])]
     if notify and person.role == Role.PARTICIPANT:
-        last.append(enqueue_operation("event.archive_email", {"participant_id": person.id},
+        last.append(enqueue_once("event.archive_email", {"participant_id": person.id},
                                       target=f"{target}/email", requested_by=by, depends_on=chain[-1:]))
     return len(chain) + len(last), last
 
