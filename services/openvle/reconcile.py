@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from rq.job import Job, JobStatus
 from rq import Queue
+from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import select, update
 
