@@ -261,3 +261,26 @@ def test_waking_a_clone_waiter_never_loses_its_job_when_the_enqueue_fails(clean,
     assert pacing.wake_next() == job.id
     assert _queue_ids(task.queue) == [job.id] and job.id not in ScheduledJobRegistry(
         task.queue, connection=redis).get_job_ids()
+
+
+# --- issue 12 bug 7: closing a Task RQ finished closes its attempt too -----------------------------------
+
+
+def test_a_task_rq_finished_is_closed_with_its_attempt(clean):
+    from openvle import records
+    from openvle.db.engine import get_engine
+
+    task = enqueue_operation("demo.mails", {})
+    with get_engine().begin() as conn:  # the worker opened attempt 1 ...
+        records.begin_attempt(conn, task.id, "worker@gone")
+    job = Job.fetch(task.rq_job_id, connection=get_redis())
+    get_redis().lrem(f"rq:queue:{task.queue}", 0, job.id)
+    job.set_status(JobStatus.FINISHED)  # ... RQ finished the job, and the success was never written
+
+    report = reconcile(grace_seconds=0)
+
+    assert report.succeeded == [task.id]
+    done = load_task(task.id)
+    assert done.status == "success" and done.finished_at is not None
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]
+    assert done.subtasks[0].finished_at is not None

@@ -94,7 +94,7 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
         record_lost_attempt(task.id, _rq_failure(job), final=True, queue=task.queue)
         report.failed.append(task.id)
     elif status == JobStatus.FINISHED:
-        _mark(task.id, TaskStatus.SUCCESS, progress=100)
+        _close_finished(task, job)
         log.warning("RQ finished the job but the Task was never closed; marked success")
         report.succeeded.append(task.id)
     elif status in (JobStatus.CANCELED, JobStatus.STOPPED):
@@ -190,6 +190,21 @@ def _check_parents(task: Task, report: Report) -> None:
     if dead is not None:
         _cancel(task.id, f"task {dead.id} it depends on did not succeed")
         report.cancelled.append(task.id)
+
+
+def _close_finished(task: Task, job: Job) -> None:
+    """The success nobody wrote: the Task, and its open attempt (the one RQ ran), with RQ's result."""
+    try:
+        result = job.return_value(refresh=True)
+    except Exception:  # a result RQ cannot read back must not keep the Task open
+        result = None
+    with get_engine().begin() as conn:
+        conn.execute(
+            update(SubTask.__table__)
+            .where(SubTask.task_id == task.id, SubTask.status == AttemptStatus.PROCESSING)
+            .values(status=AttemptStatus.SUCCESS, finished_at=utcnow())
+        )
+        records.record_success(conn, task.id, task.attempts, result)
 
 
 def _cancel(task_id: int, reason: str) -> None:
