@@ -15,7 +15,7 @@ from conftest import wait_for
 from openvle.db.engine import session_scope
 from openvle.db.models import Email, Event, Participant, Task, Vm, utcnow
 from openvle.events import create_template, progress, request_deploy
-from test_events import event_row, make_event, people, settled_event, start_workers
+from test_events import event_row, make_event, ours_in_pve, people, settled_event, start_workers
 
 sims, lab = test_events.sims, test_events.lab  # the simulators and the env pointing at them (fixtures)
 
@@ -206,10 +206,10 @@ def test_planning_twice_queues_each_step_once(clean):
     first = plan_deploy(event_id, by="task:1")
     second = plan_deploy(event_id, by="task:1")
 
-    assert first == 3 * 5 + 2 + 1 and second == first  # the same steps, found rather than made again
+    assert first == 3 * 5 + 2 + 2 + 1 and second == first  # the same steps, found rather than made again
     for operation, each in (("vm.clone", 3), ("vm.start", 3), ("guac.provision", 3), ("event.access_email", 3),
                             ("event.course_email", 3), ("event.course", 1), ("event.enrol", 1),
-                            ("event.mark_deployed", 1)):
+                            ("event.mark_deployed", 1), ("guac.teacher_account", 1), ("event.teacher_email", 1)):
         assert _count(Task, Task.operation == operation) == each, operation
     assert _count(Vm, Vm.event_id == event_id) == 3
 
@@ -217,3 +217,43 @@ def test_planning_twice_queues_each_step_once(clean):
     plan_archive(event_id, by="task:2")
     assert _count(Task, Task.operation == "vm.delete") == 3
     assert _count(Task, Task.operation == "event.mark_archived") == 1
+
+
+# --- bug 9: archive "keep" unenrols everyone; teachers get the credentials made for them --------------
+
+
+def test_keep_archive_unenrols_people_removed_during_the_event_and_teachers_get_their_login(lab, start_role,
+                                                                                          settings_env):
+    from openvle.events import remove_participant, request_archive
+
+    guac, moodle, mail = lab["guac"], lab["moodle"], lab["mail"]
+    env = {**lab["env"], "MOODLE_ARCHIVE_ACTION": "keep"}
+    settings_env(**env)
+    workers = [start_role(role, **env) for role in ("worker", "worker-vm-clone")]
+    event_id = make_event(3, name="Keep Course")
+    request_deploy(event_id)
+    event = wait_for(lambda: settled_event(event_id, "deployed"), 120, "the deploy", workers[0], interval=1)
+
+    # The teacher's Guacamole account has a password: they are told it, and it is the real one.
+    teacher_mail = [m for m in mail.state.messages() if m["rcpt_tos"] == ["teacher01@uni.example"]]
+    assert [m["subject"] for m in teacher_mail] == ["Your teacher access for Keep Course"]
+    with session_scope() as session:
+        from openvle.db.models import User
+
+        password = session.execute(select(User.guacamole_password).where(User.username == "teacher01")).scalar()
+    assert password and password in teacher_mail[0]["text"]
+    assert any(u["username"] == "teacher01" for u in guac.state.snapshot()["users"])
+
+    with session_scope() as session:
+        from openvle.db.models import User
+
+        leaver = session.execute(select(User.id).where(User.username == "student01")).scalar_one()
+    remove_participant(event_id, leaver)
+    wait_for(lambda: len(ours_in_pve(lab["pve"])) == 2, 120, "the leaver's VM to go", workers[0], interval=1)
+
+    archive = request_archive(event_id)
+    wait_for(lambda: _final(archive.task_id), 180, "the archive", workers[0], interval=1)
+    event = event_row(event_id)
+    assert event.status == "archived", event.status_reason
+    course = next(c for c in moodle.state.snapshot()["courses"] if c["id"] == event.moodle_course_id)
+    assert course["enrolments"] == [], course["enrolments"]  # student01 included, removed mid-event

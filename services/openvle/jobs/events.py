@@ -145,6 +145,14 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
                                             target=f"event:{event.id}/participant:{person.id}/course_email",
                                             requested_by=by, depends_on=[enrol_task]))
             steps += 1
+    for person in people:  # teachers: their Guacamole login (its password made for them), told once
+        if person.role == Role.TEACHER and _email_state(person.access_email_id) != EmailStatus.SENT:
+            target = f"event:{event.id}/participant:{person.id}"
+            account = enqueue_once("guac.teacher_account", {"user_id": person.user_id},
+                                   target=f"{target}/account", requested_by=by)
+            finals.append(enqueue_once("event.teacher_email", {"participant_id": person.id},
+                                       target=f"{target}/email", requested_by=by, depends_on=[account]))
+            steps += 2
     if only is None:  # the final marker: runs only when every step succeeded
         enqueue_once("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
                           requested_by=by, depends_on=finals)
@@ -252,6 +260,20 @@ def course_email(ctx: TaskContext, participant_id: int) -> dict:
     return _send_once(ctx, participant_id, "course_email_id", "event_course", context)
 
 
+@operation("event.teacher_email", queue="mails")
+def teacher_email(ctx: TaskContext, participant_id: int) -> dict:
+    """A teacher's Guacamole login (made by guac.teacher_account): they watch every VM of the event
+    read-only through its sharing profiles, so they need the password made for them."""
+
+    def context(session, person: Participant, event: Event, user: User) -> dict:
+        if not user.guacamole_password:
+            raise PermanentError(f"{user.username} has no Guacamole account yet: their account step did not succeed")
+        return {"guacamole_url": get_settings().GUACAMOLE_URL, "guacamole_username": user.username,
+                "guacamole_password": user.guacamole_password}
+
+    return _send_once(ctx, participant_id, "access_email_id", "event_teacher", context)
+
+
 def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, context) -> dict:
     """Render the participant's email `kind` once (its id kept in `column`) and deliver it."""
     with session_scope() as session:
@@ -353,8 +375,11 @@ def _participant_teardown(event: Event, person: Participant, by: str, notify: bo
 @operation("event.course_archive", queue="moodle")
 def course_archive(ctx: TaskContext, event_id: int) -> dict:
     event = _load_event(event_id)
-    return courses.archive_course(ctx, course_id=event.moodle_course_id,
-                                  user_ids=[p.user_id for p in participants(event_id)])
+    # Everyone who was ever in it: someone removed during the event is still enrolled (removing a
+    # participant archives their VM and account, not their seat), and "keep" must unenrol them too.
+    with session_scope() as session:
+        everyone = list(session.execute(select(Participant.user_id).where(Participant.event_id == event_id)).scalars())
+    return courses.archive_course(ctx, course_id=event.moodle_course_id, user_ids=everyone)
 
 
 @operation("event.archive_email", queue="mails")
