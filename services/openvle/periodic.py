@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import Task
+from openvle.db.models import Task, TaskStatus
 from openvle.enqueue import enqueue_once
 from openvle.errors import QueueUnavailable
 from openvle.operations import get_operation
@@ -110,9 +110,10 @@ def catch_up(now: dt.datetime, claimant: str) -> list[str]:
             continue
         due = last_due(periodic, now)
         with session_scope() as session:
+            # A run that failed for good (its retries spent while the database was away) is no run.
             ran = session.execute(select(Task.id).where(
                 Task.operation == periodic.operation, Task.target == f"periodic:{periodic.name}",
-                Task.created_at >= due).limit(1)).first()
+                Task.created_at >= due, Task.status.in_((*TaskStatus.ACTIVE, TaskStatus.SUCCESS))).limit(1)).first()
             existed = session.execute(select(Task.id).where(Task.created_at < due).limit(1)).first()
         if ran is None and existed is not None:
             slot = math.floor(due.replace(tzinfo=dt.UTC).timestamp() / 60)

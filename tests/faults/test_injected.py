@@ -5,10 +5,10 @@ temporary SMTP failures. Every fault is planned (every n-th request), none drawn
 from __future__ import annotations
 
 import pytest
+from scenario import FAST_RECOVERY, Clock, Counts, count_archive, count_deploy, report, wait_settled
 
 import test_events
 from openvle.events import request_archive, request_deploy
-from scenario import FAST_RECOVERY, Clock, Counts, count_archive, count_deploy, report, wait_settled
 from test_events import make_event
 
 sims, lab = test_events.sims, test_events.lab

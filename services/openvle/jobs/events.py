@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
@@ -97,7 +98,7 @@ def deploy_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
             return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
         planned = plan_deploy(event_id, by=f"task:{ctx.task_id}")
         ctx.log(f"planned {planned} step(s)")
-    return _follow(ctx, event_id, "deploy")
+    return _follow_patiently(ctx, event_id, "deploy")
 
 
 def _one_planner(plan):
@@ -324,7 +325,7 @@ def archive_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
             return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
         planned = plan_archive(event_id, by=f"task:{ctx.task_id}")
         ctx.log(f"planned {planned} step(s)")
-    return _follow(ctx, event_id, "archive")
+    return _follow_patiently(ctx, event_id, "archive")
 
 
 @_one_planner
@@ -410,6 +411,18 @@ def mark_archived(ctx: TaskContext, event_id: int) -> dict:
 
 
 # --- following the steps ----------------------------------------------------------------------------
+
+
+def _follow_patiently(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
+    """A look at the steps that cannot reach the database looks again later: following costs no
+    retries, so an outage longer than core_periodic's retries never fails a deploy or archive
+    whose steps go on (they have their own retries)."""
+    try:
+        return _follow(ctx, event_id, kind)
+    except DBAPIError as exc:
+        log.warning("%s of event %s: database unreachable (%s); looking again later", kind, event_id,
+                    type(exc).__name__)
+        return CheckBack(FOLLOW_EVERY * 3, f"{kind} of event {event_id}: database unreachable")
 
 
 def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
