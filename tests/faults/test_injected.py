@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 N = 100
 
 
+@pytest.mark.timeout(3600)  # a 100-participant deploy and archive on one worker of each role
 def test_planned_faults_in_every_simulator_during_a_100_participant_deploy(lab, start_role, settings_env):
     pve, guac, moodle, mail = lab["pve"], lab["guac"], lab["moodle"], lab["mail"]
     env = {**lab["env"], **FAST_RECOVERY}
