@@ -25,7 +25,7 @@ from test_events import make_event
 
 sims, lab = test_events.sims, test_events.lab
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # whole deploys and archives, one worker each
 
 OUTAGE = 30  # seconds MariaDB is unreachable
 

@@ -18,7 +18,7 @@ from openvle.enqueue import enqueue_operation
 from openvle.periodic import BY_NAME, slot_of
 from openvle.settings import get_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # whole deploys and archives, one worker each
 
 ROLE_QUEUE = {"worker": "guacamole", "worker-vm-clone": "pve_vm_clone", "worker-periodic": "pve_periodic"}
 
