@@ -156,3 +156,29 @@ class Clock:
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+
+class RestartPolicy:
+    """compose's `restart: unless-stopped` for roles started by a test: a role that exits (a worker
+    quits when Redis is gone) is started again a second later, for as long as the scenario runs."""
+
+    def __init__(self, start_role, env: dict, roles: list[str]):
+        import threading
+
+        self._start, self._env = start_role, env
+        self.procs = {role: start_role(role, wait=False, **env) for role in roles}
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1):
+            for role, proc in list(self.procs.items()):
+                if proc.proc.poll() is not None:
+                    self.procs[role] = self._start(role, wait=False, **self._env)
+                    self.restarts += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
