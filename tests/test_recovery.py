@@ -284,3 +284,19 @@ def test_a_task_rq_finished_is_closed_with_its_attempt(clean):
     assert done.status == "success" and done.finished_at is not None
     assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]
     assert done.subtasks[0].finished_at is not None
+
+
+def test_a_horse_whose_exit_rq_could_not_read_is_recorded_not_fatal(clean):
+    # RQ calls the handler with ret_val None when waitpid returned nothing ("terminated unexpectedly");
+    # an exception there made the whole worker quit (found by the fault suite's 100-participant run).
+    from openvle import records
+    from openvle.db.engine import get_engine
+    from openvle.tracking import on_horse_killed
+
+    task = enqueue_operation("demo.mails", {})
+    with get_engine().begin() as conn:
+        records.begin_attempt(conn, task.id, "worker@here")
+    on_horse_killed(Job.fetch(task.rq_job_id, connection=get_redis()), None, None, None)
+
+    attempt = load_task(task.id).subtasks[0]
+    assert attempt.status == "error" and "its exit could not be read" in attempt.error
