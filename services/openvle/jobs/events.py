@@ -150,7 +150,7 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
         if person.role == Role.TEACHER and _email_state(person.access_email_id) != EmailStatus.SENT:
             target = f"event:{event.id}/participant:{person.id}"
             account = enqueue_once("guac.teacher_account", {"user_id": person.user_id},
-                                   target=f"{target}/account", requested_by=by)
+                                   target=f"{target}/login", requested_by=by)
             finals.append(enqueue_once("event.teacher_email", {"participant_id": person.id},
                                        target=f"{target}/email", requested_by=by, depends_on=[account]))
             steps += 2
