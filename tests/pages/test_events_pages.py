@@ -9,9 +9,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from openvle.db.models import utcnow
+from openvle.accounts.users import set_password
+from openvle.db.engine import session_scope
+from openvle.db.models import User, utcnow
 from openvle.events import create_template
-from pages.conftest import unique
+from pages.conftest import PASSWORD, unique
 
 pytestmark = pytest.mark.browser
 
@@ -24,6 +26,11 @@ def _template() -> str:
 
 def _when(days: float) -> str:
     return (utcnow() + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+
+def _user_id(username: str) -> int:
+    with session_scope() as session:
+        return session.query(User.id).filter_by(username=username).scalar()
 
 
 def _create_event(page, name: str, template: str) -> None:
@@ -88,6 +95,15 @@ def test_teacher_creates_an_event_adds_three_and_watches_the_deploy_reach_100(lo
     assert page.evaluate("window.sameDocument === true")  # all of it without a reload
     expect(page.locator("#tasks")).to_contain_text("vm.clone")
     shot(page, "event-deployed")
+
+    # One of them, with the password they chose from the emailed link, finds their VM running.
+    set_password(_user_id(others[0]), PASSWORD)
+    student, _ = login("student", username=others[0])
+    card = student.locator("article.card")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text(name)
+    expect(card.locator(".badge")).to_have_text("running")
+    expect(card.get_by_role("link", name="Open in Guacamole")).to_be_visible()
 
 
 def test_a_teacher_sees_only_their_events_and_a_bad_date_keeps_the_form(login, make_user, shot):
