@@ -193,3 +193,19 @@ def test_a_participant_is_removed_only_after_a_confirmation_and_a_student_cannot
     other = TestClient(client.app)
     log_in(other, "eve")
     assert other.get(f"/events/{event_id}").status_code == 404  # not in it: it does not exist for her
+
+
+def test_a_refused_button_says_why_in_the_page_flash(client):
+    from openvle.events import create_event, create_template
+    from openvle.specs import utc
+
+    csrf = log_in(client, "tea", "teacher")
+    template = create_template("ubuntu", pve_vmid=9001, node="pve1", protocol="rdp")
+    start = utc(dt.datetime(2031, 1, 1, 9, tzinfo=dt.UTC))
+    event_id = create_event("Lab", template, start, start + dt.timedelta(hours=8), status="draft",
+                            teachers=[{"username": "tea", "email": "tea@uni.example"}])
+    refused = client.post(f"/events/{event_id}/run/retry", headers={"hx-request": "true", "x-csrf-token": csrf})
+    assert refused.status_code == 409
+    assert (refused.headers["hx-retarget"], refused.headers["hx-reswap"]) == ("#flash", "innerHTML")
+    assert refused.text.strip() == (f'<p class="flash-error"><strong>Not now:</strong> Event {event_id} is draft: '
+                                    'nothing failed, so nothing to retry (deploy or archive start a run)</p>')
