@@ -151,6 +151,16 @@ class _Settings(BaseSettings):
     METRICS_TOKEN: SecretStr | None = setting(
         None, "bearer token Prometheus sends to /metrics; empty = /metrics is off", "a long random string")
 
+    # --- credentials at rest --------------------------------------------------------------------
+    SECRET_KEY: SecretStr | None = setting(
+        None, "encrypts the credentials the database keeps (participants' Guacamole passwords); required unless "
+        "the database is SQLite (then a key file beside it is made); keep it safe, without it they cannot be read",
+        "at least 32 random characters: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    SECRET_KEY_PREVIOUS: SecretStr | None = setting(
+        None, "older keys, still accepted for reading after SECRET_KEY changed; empty once "
+        "`openvle secrets rotate` has re-encrypted everything under SECRET_KEY",
+        "comma-separated keys, each at least 32 characters")
+
     # --- Proxmox VE -------------------------------------------------------------------------------
     PVE_HOST: str | None = setting(None, "Proxmox VE API host", "a host name or address")
     PVE_PORT: int = setting(8006, "Proxmox VE API port", "a TCP port, 1 to 65535", ge=1, le=65535)
@@ -330,9 +340,11 @@ class _Settings(BaseSettings):
         values = [
             v.get_secret_value()
             for v in (self.PVE_TOKEN_VALUE, self.GUACAMOLE_PASSWORD, self.MOODLE_TOKEN, self.SMTP_PASSWORD,
-                      self.METRICS_TOKEN)
+                      self.METRICS_TOKEN, self.SECRET_KEY)
             if v is not None
         ]
+        if self.SECRET_KEY_PREVIOUS is not None:
+            values += [k.strip() for k in self.SECRET_KEY_PREVIOUS.get_secret_value().split(",")]
         for url in (self.REDIS_URL, self.DATABASE_URL, self.MONGO_URL):
             if url and urlsplit(url).password:
                 values.append(urlsplit(url).password)
