@@ -175,7 +175,7 @@ class Bench:
             "GUACAMOLE_URL": self.sims["guac"].url, "GUACAMOLE_USER": "guacadmin",
             "GUACAMOLE_PASSWORD": "guac-bench-1",
             "MOODLE_URL": self.sims["moodle"].url, "MOODLE_TOKEN": "moodle-bench-token-1", "MOODLE_CATEGORY_ID": "2",
-            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.sims["mail"].smtp_port),
+            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.sims["mail"].smtp_port), "SMTP_TLS": "none",
             "MAIL_FROM": "OpenVLE <lab@openvle.test>",
         }
         for key in [k for k in os.environ if k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))]:

@@ -238,7 +238,14 @@ class _Settings(BaseSettings):
     SMTP_USER: str | None = setting(None, "SMTP user; empty = no authentication", "a user name")
     SMTP_PASSWORD: SecretStr | None = setting(None, "SMTP password", "a password")
     SMTP_TLS: Literal["none", "starttls", "ssl"] = setting(
-        "none", "SMTP transport security", "one of none, starttls, ssl")
+        "starttls", "SMTP transport security: starttls (port 587 or 25), ssl (implicit TLS, port 465) or none",
+        "one of none, starttls, ssl")
+    SMTP_VERIFY_SSL: str = setting(
+        "true", "check the SMTP server's TLS certificate",
+        "true, false, or the path of a CA bundle that signs the SMTP server's certificate")
+    SMTP_ALLOW_PLAIN_AUTH: bool = setting(
+        False, "send SMTP_USER/SMTP_PASSWORD over an unencrypted connection (SMTP_TLS=none); only for a relay "
+        "on a network you trust", "true or false")
     MAIL_FROM: str = setting("OpenVLE <noreply@localhost>", "From address of every email", "an address")
     SMTP_TIMEOUT: int = setting(30, "seconds per SMTP conversation", "seconds, 1 to 600", ge=1, le=600)
     ADMIN_EMAILS: str | None = setting(
@@ -324,7 +331,7 @@ class _Settings(BaseSettings):
     def pve_nodes(self) -> list[str]:
         return [n.strip() for n in (self.PVE_NODES or "").split(",") if n.strip()]
 
-    @field_validator("PVE_VERIFY_SSL")
+    @field_validator("PVE_VERIFY_SSL", "SMTP_VERIFY_SSL")
     @classmethod
     def _verify_ssl(cls, value: str) -> str:
         lowered = value.strip().lower()
@@ -335,6 +342,11 @@ class _Settings(BaseSettings):
         return value
 
     # --- helpers ----------------------------------------------------------------------------------
+    def verify(self, name: str) -> bool | str:
+        """A *_VERIFY_SSL setting as the clients take it: True, False or the path of a CA bundle."""
+        value = getattr(self, name)
+        return value == "true" if value in ("true", "false") else value
+
     def secrets(self) -> list[str]:
         """Every secret value set, for log masking."""
         values = [
