@@ -91,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     if command == "migrate":
         from openvle.credentials import SecretKeyError
         from openvle.db.engine import get_engine
-        from openvle.db.schema import upgrade
+        from openvle.db.schema import SchemaNotReady, upgrade
 
         try:
             before, after = upgrade(get_engine())
         except SecretKeyError as exc:  # stored passwords to encrypt, and no key to do it with
             print(f"openvle: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except SchemaNotReady as exc:  # another migration holds the lock
+            print(f"openvle: {exc}", file=sys.stderr)
+            return 1
         print(f"schema {'upgraded from ' + (before or 'empty') + ' to ' if before != after else 'already at '}{after}")
         return 0
     if command == "secrets":

@@ -108,6 +108,9 @@ class _Settings(BaseSettings):
     EVENTS_END_PREP_TIME_DAYS: int = setting(
         7, "days after its end an event is archived", "days, 0 to 365", ge=0, le=365)
 
+    SCHEMA_LOCK_TIMEOUT: int = setting(
+        600, "seconds the backend waits for another process's schema migration (a MariaDB lock) before it "
+        "gives up and exits; it never migrates without the lock", "seconds, 1 to 86400", ge=1, le=86400)
     SCHEMA_WAIT_TIMEOUT: int = setting(
         120, "seconds a worker waits at start for the backend to migrate the schema", "seconds, 0 to 3600",
         ge=0, le=3600)
