@@ -218,6 +218,9 @@ class _Settings(BaseSettings):
         None, "Guacamole base URL", "an http(s):// URL, e.g. https://guac.example/guacamole")
     GUACAMOLE_USER: str | None = setting(None, "Guacamole admin user", "a user name")
     GUACAMOLE_PASSWORD: SecretStr | None = setting(None, "Guacamole admin password", "a password")
+    GUACAMOLE_VERIFY_SSL: str = setting(
+        "true", "check Guacamole's TLS certificate (with an https:// GUACAMOLE_URL)",
+        "true, false, or the path of a CA bundle that signs the Guacamole certificate")
     GUACAMOLE_TIMEOUT: int = setting(30, "seconds per Guacamole HTTP call", "seconds, 1 to 600", ge=1, le=600)
     GUACAMOLE_DATASOURCE: str = setting(
         "mysql", "Guacamole data source holding our objects", "e.g. mysql or postgresql")
@@ -225,6 +228,9 @@ class _Settings(BaseSettings):
     # --- Moodle -----------------------------------------------------------------------------------
     MOODLE_URL: str | None = setting(None, "Moodle site URL", "an http(s):// URL")
     MOODLE_TOKEN: SecretStr | None = setting(None, "Moodle web service token", "a token")
+    MOODLE_VERIFY_SSL: str = setting(
+        "true", "check Moodle's TLS certificate (with an https:// MOODLE_URL)",
+        "true, false, or the path of a CA bundle that signs the Moodle certificate")
     MOODLE_TIMEOUT: int = setting(
         900, "seconds per Moodle call (course duplication runs a backup and restore inside the call)",
         "seconds, 5 to 7200", ge=5, le=7200)
@@ -334,7 +340,7 @@ class _Settings(BaseSettings):
     def pve_nodes(self) -> list[str]:
         return [n.strip() for n in (self.PVE_NODES or "").split(",") if n.strip()]
 
-    @field_validator("PVE_VERIFY_SSL", "SMTP_VERIFY_SSL")
+    @field_validator("PVE_VERIFY_SSL", "GUACAMOLE_VERIFY_SSL", "MOODLE_VERIFY_SSL", "SMTP_VERIFY_SSL")
     @classmethod
     def _verify_ssl(cls, value: str) -> str:
         lowered = value.strip().lower()

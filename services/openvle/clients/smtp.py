@@ -15,6 +15,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from openvle.clients.tls import client_context, untrusted_message
 from openvle.errors import PermanentError
 from openvle.settings import _Settings, get_settings
 
@@ -43,16 +44,6 @@ def _classify(code: int, text: str, what: str) -> Exception:
     return MailPermanentError(detail) if code >= 500 else MailTransientError(detail)
 
 
-def tls_context(settings: _Settings) -> ssl.SSLContext:
-    """Verifies the server's certificate (against SMTP_VERIFY_SSL's CA bundle when it names one)."""
-    verify = settings.verify("SMTP_VERIFY_SSL")
-    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-    if verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def send(recipient: str, subject: str, text: str, html: str | None, settings: _Settings | None = None) -> None:
     settings = settings or get_settings()
     if settings.SMTP_USER and settings.SMTP_TLS == "none" and not settings.SMTP_ALLOW_PLAIN_AUTH:
@@ -60,7 +51,7 @@ def send(recipient: str, subject: str, text: str, html: str | None, settings: _S
             "refusing to send SMTP_PASSWORD over an unencrypted connection (SMTP_TLS=none): set SMTP_TLS=starttls "
             "or ssl, or SMTP_ALLOW_PLAIN_AUTH=true for a relay on a network you trust")
     message = build_message(settings.MAIL_FROM, recipient, subject, text, html)
-    context = tls_context(settings) if settings.SMTP_TLS != "none" else None
+    context = client_context(settings.verify("SMTP_VERIFY_SSL")) if settings.SMTP_TLS != "none" else None
     try:
         if settings.SMTP_TLS == "ssl":
             client = smtplib.SMTP_SSL(settings.SMTP_HOST, settings.SMTP_PORT, timeout=settings.SMTP_TIMEOUT,
@@ -88,9 +79,8 @@ def send(recipient: str, subject: str, text: str, html: str | None, settings: _S
     except smtplib.SMTPServerDisconnected as exc:
         raise MailTransientError(f"SMTP server closed the connection: {exc}") from None
     except ssl.SSLCertVerificationError as exc:
-        raise MailPermanentError(
-            f"the TLS certificate of the SMTP server {settings.SMTP_HOST} is not trusted ({exc.verify_message}): set "
-            "SMTP_VERIFY_SSL to the CA bundle that signed it") from None
+        raise MailPermanentError(untrusted_message("the SMTP server", f"{settings.SMTP_HOST}:{settings.SMTP_PORT}",
+                                                   "SMTP_VERIFY_SSL", exc)) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise MailTransientError(f"cannot reach the SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT}: "
                                  f"{type(exc).__name__}") from None
