@@ -400,6 +400,11 @@ COMPOSE_ONLY: dict[str, tuple[str, str]] = {
     # Not a word that appears in log lines: every log line masks the database password.
     "MARIADB_PASSWORD": ("change-me-app", "password of the `openvle` MariaDB user that compose creates"),
     "MARIADB_ROOT_PASSWORD": ("change-me-root", "MariaDB root password that compose sets on first start"),
+    # These two go into REDIS_URL and MONGO_URL: letters, digits, - and _ only.
+    "REDIS_PASSWORD": ("change-me-redis", "password Redis requires (compose puts it in REDIS_URL); letters, digits, "
+                       "- and _: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"),
+    "MONGO_PASSWORD": ("change-me-mongo", "password of the `openvle` MongoDB user that compose creates on first start "
+                       "(compose puts it in MONGO_URL); letters, digits, - and _"),
 }
 
 # Read by the CLI's progress view from the user's terminal, as every terminal program does.
