@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import String, Text, create_engine, inspect, select, text
 
-from conftest import MARIADB_ADMIN_URL, ROOT, TEST_SECRET_KEY, _reachable, wait_for
+from conftest import MARIADB_ADMIN_URL, ROOT, TEST_SECRET_KEY, WAIT_SCALE, _reachable, wait_for
 from openvle import credentials, guacamole_passwords
 from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import Email, User
@@ -71,7 +71,7 @@ def test_a_role_refuses_to_start_without_secret_key_in_production(role):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "SERVICE_"))}
     env.update(DATABASE_URL="mysql+pymysql://openvle:pw@127.0.0.1:1/openvle", REDIS_URL="redis://127.0.0.1:1/0")
     result = subprocess.run([sys.executable, "-m", "openvle", "run", role], env=env, cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60 * WAIT_SCALE)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("openvle: SECRET_KEY is not set")
     assert "secrets.token_urlsafe(32)" in result.stderr and "Traceback" not in result.stderr
@@ -92,7 +92,8 @@ def test_secrets_rotate_re_encrypts_every_stored_password(clean, settings_env):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     rotate = subprocess.run([sys.executable, "-m", "openvle", "secrets", "rotate"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env={**env, "SECRET_KEY": KEY_B, "SECRET_KEY_PREVIOUS": KEY_A})
+                            text=True, timeout=60 * WAIT_SCALE,
+                            env={**env, "SECRET_KEY": KEY_B, "SECRET_KEY_PREVIOUS": KEY_A})
     assert rotate.returncode == 0, rotate.stderr
     assert rotate.stdout.startswith("3 stored credential(s) now encrypted under SECRET_KEY")
 
@@ -102,7 +103,7 @@ def test_secrets_rotate_re_encrypts_every_stored_password(clean, settings_env):
     with pytest.raises(credentials.CannotDecrypt):
         guacamole_passwords.reveal(ids[0])
     again = subprocess.run([sys.executable, "-m", "openvle", "secrets", "rotate"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, env={**env, "SECRET_KEY": KEY_A})
+                           text=True, timeout=60 * WAIT_SCALE, env={**env, "SECRET_KEY": KEY_A})
     assert again.returncode == 2 and again.stderr.startswith("openvle: a stored credential cannot be decrypted")
 
 
