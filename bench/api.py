@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -158,7 +159,8 @@ def main() -> int:
     backend = None
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))}
-        env.update(DATABASE_URL=url, REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1")
+        # a throwaway key: the database is dropped after the run
+        env.update(DATABASE_URL=url, REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1", SECRET_KEY=secrets.token_urlsafe(32))
         subprocess.run([sys.executable, "-m", "openvle", "migrate"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
         filled = fill(url, args.tasks)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from openvle import guacamole_passwords
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -219,13 +220,15 @@ def access_email(ctx: TaskContext, participant_id: int) -> dict:
             subject, text, html = render("event_deployed", {
                 "user": {"full_name": user.full_name}, "event": _event_view(event),
                 "access_link": vm.access_link, "guacamole_username": user.username,
-                "guacamole_password": user.guacamole_password, "course_url": event.moodle_course_url})
+                "guacamole_password": guacamole_passwords.PLACEHOLDER if user.guacamole_password_encrypted else None,
+                "course_url": event.moodle_course_url})
             email = Email(kind="event_deployed", recipient=user.email, subject=subject, body_text=text,
                           body_html=html, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
             session.add(email)
             session.flush()
             email_id = person.access_email_id = email.id
-    return deliver(ctx, email_id)
+        user_id = person.user_id
+    return deliver(ctx, email_id, fill=guacamole_passwords.filler(user_id))  # the password only as it is sent
 
 
 def _event_view(event: Event) -> dict:

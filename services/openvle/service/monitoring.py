@@ -48,7 +48,7 @@ def queue_counts() -> list[QueueView]:
         queue = Queue(spec.name, connection=redis)
         pol = policy(spec.name, settings)
         oldest = None
-        first = queue.get_job_ids(0, 0)
+        first = queue.get_job_ids(0, 1)  # the head of the queue (offset, length: RQ 3)
         if first:
             job = queue.fetch_job(first[0])
             if job is not None and job.enqueued_at is not None:
