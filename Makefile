@@ -12,7 +12,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py \
 	tests/test_accounts.py tests/test_authz.py tests/test_api_schema.py tests/test_monitoring.py tests/test_pages_http.py
 
-.PHONY: install dev demo test test-embedded test-slow test-compose lint migrate up down logs bench bench-events bench-clicks bench-api demo-task clean
+.PHONY: install dev demo test test-embedded test-slow test-faults test-compose lint migrate up down logs bench bench-events bench-clicks bench-api demo-task clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,14 @@ test-embedded: $(STAMP)
 
 # The slowest whole-system scenarios (SIGKILL recovery, big deploys under faults); CI runs them too.
 test-slow: $(STAMP)
-	$(PYTEST) -m slow
+	$(PYTEST) -m slow --ignore=tests/faults
+
+# The fault suite: kill -9, SIGTERM, MariaDB and Redis away, planned faults in every simulator, two
+# schedulers; one scenario at a time (they load the machine), each printing what it counted
+# (the README's Faults table). Also written to var/faults-report.txt.
+test-faults: $(STAMP)
+	@mkdir -p var && rm -f var/faults-report.txt
+	OPENVLE_FAULTS_REPORT=var/faults-report.txt $(PY) -m pytest -p no:xdist -s -m slow --durations=25 tests/faults
 
 # The image and the compose stack for real under podman (installs podman, runc and debootstrap with
 # apt-get if missing, builds stand-in base images once); about 10 minutes, prints its timings.

@@ -203,7 +203,9 @@ def test_deploy_is_deduplicated_and_wait_follows_it_to_deployed_then_archive(lab
     assert progress_lines and all(re.match(r"\[\d+:\d\d\] ", line) for line in progress_lines), out
     for stage in stages_of("deploy"):
         assert re.search(rf"\| {stage} \d+/\d+", out), (stage, out)
-    assert re.search(r"\| clone 2/2 \| start 2/2 \| access 2/2 \| course 1/1 \| enrol 1/1 \| email 2/2", out), out
+    # email: each participant's access and the teacher's login; course_email: each participant's course link
+    assert re.search(r"\| clone 2/2 \| start 2/2 \| access 2/2 \| course 1/1 \| enrol 1/1 \| email 3/3 "
+                     r"\| course_email 2/2", out), out
     assert out.rstrip().endswith(f"event {event_id} (CLI Deploy): deployed"), out
 
     shown = cli(env, "event", "show", str(event_id)).stdout

@@ -15,7 +15,7 @@ from conftest import wait_for
 from helpers import load_task, settled
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import Task
+from openvle.db.models import Task, utcnow
 from openvle.enqueue import enqueue_operation
 from openvle.errors import QueueUnavailable
 from openvle.reconcile import reconcile
@@ -159,3 +159,144 @@ def test_reconcile_leaves_a_waiting_task_alone(start_role, clean):
     assert report.lost_attempts == [] and report.failed == []
     done = wait_for(lambda: settled(task.id), 20, "the task", worker)
     assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]
+
+
+# --- issue 12 bug 5: the reconciler believes Redis's lists, not a job's word ------------------------------
+
+
+def _queue_ids(queue: str) -> list[str]:
+    from rq import Queue
+
+    return Queue(queue, connection=get_redis()).get_job_ids()
+
+
+def test_a_queued_job_missing_from_its_queue_is_put_back(clean):
+    task = enqueue_operation("demo.mails", {})
+    get_redis().lrem(f"rq:queue:{task.queue}", 0, task.rq_job_id)  # lost between two writes
+
+    report = reconcile(grace_seconds=0)
+
+    assert report.requeued == [task.id]
+    assert _queue_ids(task.queue) == [task.rq_job_id]
+
+
+def test_a_checking_back_job_missing_from_the_schedule_is_repaired(clean):
+    from openvle.tracking import attempt_of
+
+    task = enqueue_operation("demo.mails", {"wait_checks": 3})
+    redis = get_redis()
+    job = Job.fetch(task.rq_job_id, connection=redis)
+    # Its attempt is open and it waits on purpose (CheckBack), but the schedule lost it.
+    redis.lrem(f"rq:queue:{task.queue}", 0, task.rq_job_id)
+    job.meta.update(continues_attempt=attempt_of(job), checks=1)
+    job.save_meta()
+    job.set_status(JobStatus.SCHEDULED)
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == task.id).values(status="processing", attempts=attempt_of(job)))
+
+    report = reconcile(grace_seconds=0)
+
+    assert report.requeued == [task.id]
+    assert _queue_ids(task.queue) == [task.rq_job_id]
+
+
+def test_a_child_is_never_queued_behind_a_parent_job_gone_from_redis(clean):
+    from rq.registry import DeferredJobRegistry
+
+    parent = enqueue_operation("demo.mails", {})
+    child = enqueue_operation("demo.mails", {}, depends_on=[parent])
+    clean.redis.flushdb()  # Redis lost everything: both jobs are gone
+    # The parent was touched a moment ago (the grace keeps the reconciler off it); the child not.
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == child.id).values(updated_at=utcnow() - _seconds(600)))
+
+    reconcile(grace_seconds=300)
+
+    redis = get_redis()
+    assert Job.fetch(child.rq_job_id, connection=redis).get_status() == JobStatus.DEFERRED
+    assert child.rq_job_id not in _queue_ids(child.queue)
+    assert Job.fetch(parent.rq_job_id, connection=redis).get_status() == JobStatus.QUEUED
+    assert child.rq_job_id in DeferredJobRegistry(child.queue, connection=redis).get_job_ids()
+
+    # A step enqueued behind a parent whose job is gone waits for the reconciler, never runs first.
+    redis.delete(Job.key_for(parent.rq_job_id))
+    late = enqueue_operation("demo.mails", {}, depends_on=[parent])
+    assert late.rq_job_id not in _queue_ids(late.queue)
+
+
+def _seconds(n: int):
+    import datetime as dt
+
+    return dt.timedelta(seconds=n)
+
+
+def test_waking_a_clone_waiter_never_loses_its_job_when_the_enqueue_fails(clean, monkeypatch):
+    import datetime as dt
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    from openvle import pacing
+
+    task = enqueue_operation("demo.pve_vm_clone", {})
+    redis = get_redis()
+    queue = Queue(task.queue, connection=redis)
+    job = Job.fetch(task.rq_job_id, connection=redis)
+    redis.lrem(queue.key, 0, job.id)
+    queue.schedule_job(job, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=300))  # checking back later
+    pacing.wait_for_slot(job.id, "pve1", 1, 1)
+
+    def connection_dropped(*args, **kwargs):
+        raise RedisConnectionError("connection lost")  # Redis went away mid-wake
+
+    monkeypatch.setattr(Queue, "_enqueue_job", connection_dropped)
+    monkeypatch.setattr(Queue, "enqueue_job", connection_dropped)
+    with pytest.raises(RedisConnectionError):
+        pacing.wake_next()
+    monkeypatch.undo()
+
+    scheduled = ScheduledJobRegistry(task.queue, connection=redis).get_job_ids()
+    assert job.id in scheduled or job.id in _queue_ids(task.queue), "the job is in neither: lost"
+    assert pacing.wake_next() == job.id
+    assert _queue_ids(task.queue) == [job.id] and job.id not in ScheduledJobRegistry(
+        task.queue, connection=redis).get_job_ids()
+
+
+# --- issue 12 bug 7: closing a Task RQ finished closes its attempt too -----------------------------------
+
+
+def test_a_task_rq_finished_is_closed_with_its_attempt(clean):
+    from openvle import records
+    from openvle.db.engine import get_engine
+
+    task = enqueue_operation("demo.mails", {})
+    with get_engine().begin() as conn:  # the worker opened attempt 1 ...
+        records.begin_attempt(conn, task.id, "worker@gone")
+    job = Job.fetch(task.rq_job_id, connection=get_redis())
+    get_redis().lrem(f"rq:queue:{task.queue}", 0, job.id)
+    job.set_status(JobStatus.FINISHED)  # ... RQ finished the job, and the success was never written
+
+    report = reconcile(grace_seconds=0)
+
+    assert report.succeeded == [task.id]
+    done = load_task(task.id)
+    assert done.status == "success" and done.finished_at is not None
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]
+    assert done.subtasks[0].finished_at is not None
+
+
+def test_a_horse_whose_exit_rq_could_not_read_is_recorded_not_fatal(clean):
+    # RQ calls the handler with ret_val None when waitpid returned nothing ("terminated unexpectedly");
+    # an exception there made the whole worker quit (found by the fault suite's 100-participant run).
+    from openvle import records
+    from openvle.db.engine import get_engine
+    from openvle.tracking import on_horse_killed
+
+    task = enqueue_operation("demo.mails", {})
+    with get_engine().begin() as conn:
+        records.begin_attempt(conn, task.id, "worker@here")
+    on_horse_killed(Job.fetch(task.rq_job_id, connection=get_redis()), None, None, None)
+
+    attempt = load_task(task.id).subtasks[0]
+    assert attempt.status == "error" and "its exit could not be read" in attempt.error

@@ -69,3 +69,67 @@ def _redis():
     from openvle.connections import get_redis
 
     return get_redis()
+
+
+# --- issue 12 bug 8: missed, failed and piled-up ticks -----------------------------------------------
+
+
+def _tick_at(name: str, when: float) -> Job:
+    """A tick as cron enqueues it at `when` (a worker runs it)."""
+    import datetime as dt
+
+    from rq import Queue
+
+    from openvle.operations import get_operation
+    from openvle.periodic import tick
+
+    job = Queue(get_operation(BY_NAME[name].operation).queue, connection=_redis()).enqueue(tick, name)
+    job.enqueued_at = dt.datetime.fromtimestamp(when, dt.UTC)
+    job.save()
+    return job
+
+
+def test_a_daily_run_missed_while_the_system_was_away_runs_at_the_next_tick(start_role, clean):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from openvle.enqueue import enqueue_operation
+
+    # The system ran yesterday (a Task from then), but nothing ran at today's 01:00 (the database
+    # was away, or no scheduler ran): the next tick, whatever it is, catches up once.
+    old = enqueue_operation("demo.noop")
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == old.id).values(
+            created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=2)))
+    worker = start_role("worker")
+    now = time.time()
+    ticks = [_tick_at("heartbeat", now), _tick_at("heartbeat", now + 60)]
+    wait_for(lambda: all(t.get_status(refresh=True) == "finished" for t in ticks), 30, "the ticks", worker)
+
+    for operation in ("events.lifecycle", "mail.cleanup", "housekeeping.purge_tasks", "housekeeping.purge_audit"):
+        assert len(tasks_of(operation)) == 1, operation
+    # The second tick ran while the first one's heartbeat still waited behind it: no second one.
+    assert len(tasks_of("housekeeping.heartbeat")) == 1
+
+
+def test_a_backlog_of_node_sync_ticks_makes_one_sync(start_role, clean):
+    interval = get_settings().WORKER_PVE_PERIODIC_INTERVAL
+    now = time.time()
+    ticks = [_tick_at("node-sync", now - k * interval) for k in range(5, 0, -1)]  # worker-periodic was stopped
+    worker = start_role("worker-periodic")
+    wait_for(lambda: all(t.get_status(refresh=True) == "finished" for t in ticks), 30, "the ticks", worker)
+
+    assert len(tasks_of("nodes.sync")) == 1
+
+
+def test_ticks_expire_in_their_queue(clean):
+    from openvle.periodic import register_all
+
+    cron = CronScheduler(connection=_redis(), name="test")
+    register_all(cron, get_settings())
+    jobs = {j.name: j for j in cron.get_jobs()}
+
+    assert jobs["heartbeat"].job_options["ttl"] == get_settings().SCHEDULER_HEARTBEAT_INTERVAL
+    assert jobs["reconcile"].job_options["ttl"] == get_settings().RECONCILE_INTERVAL
+    assert jobs["event-lifecycle"].job_options["ttl"] is not None  # a late daily tick: the next tick catches up

@@ -328,3 +328,24 @@ def test_clone_time_is_learned_from_the_looks_and_never_outlasts_the_slot(clean)
     poll = get_settings().PVE_POLL_INTERVAL
     assert _next_check(0, 9.0) == 9.0 and _next_check(9.5, 9.0) == poll  # then every PVE_POLL_INTERVAL
     assert _next_check(0, 3600.0) == pacing.SLOT_TTL / 2  # a long full clone still refreshes its slot
+
+
+# --- issue 12 bug 6: a clone whose answer was lost -------------------------------------------------------
+
+
+def test_a_clone_whose_answer_was_lost_is_found_and_adopted_not_made_twice(pve, start_role):
+    # The clone request reaches Proxmox and is carried out, but its answer never arrives.
+    pve.state.set_faults(lost_clone_responses=[1])
+    before = len(sim_vms(pve))
+    worker = start_role("worker-vm-clone", **pve.env)
+    vm_id, task = request_clone(template(pve, vmid=9001), "lab-1 lost answer")
+
+    done = wait_for(lambda: settled(task.id), 60, "the clone", worker)
+
+    assert done.status == "success", done.error
+    row = vm_row(vm_id)
+    mine = [vmid for vmid, v in sim_vms(pve).items() if f"{MARK}={vm_id}" in str(v.get("description") or "")
+            or vmid == row.vmid]
+    assert mine == [row.vmid], f"one VM for the row, got {mine}"  # no untagged duplicate
+    assert ours_in_sim(pve) == [row.vmid]
+    assert len(sim_vms(pve)) == before + 1 and pve.state.faults.lost_clone_responses == [1]

@@ -28,3 +28,18 @@ def task_failed(task_id: int, cancelled: int) -> None:
             queue_email("task_failed", admin, context, requested_by="alerts")
     except Exception:  # the failure itself is recorded; a broken alert must not hide it
         log.exception("could not queue the failure alert for task %s", task_id)
+
+
+def event_stuck(event_id: int, name: str, reason: str) -> None:
+    """An event's deploy or archive ended without finishing it: the event was set to failed."""
+    admins = get_settings().admin_emails
+    if not admins:
+        return
+    from openvle.mail import queue_email
+
+    try:
+        for admin in admins:
+            queue_email("event_stuck", admin, {"event": {"id": event_id, "name": name}, "reason": reason},
+                        event_id=event_id, requested_by="alerts")
+    except Exception:  # the event's state says it; a broken alert must not hide it
+        log.exception("could not queue the alert for stuck event %s", event_id)

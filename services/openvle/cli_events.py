@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEV_REDIS_SOCKET = Path("var") / "redis" / "redis.sock"
-DEPLOY_STAGES = ("clone", "start", "access", "course", "enrol", "email")
+DEPLOY_STAGES = ("clone", "start", "access", "course", "enrol", "email", "course_email")
 ARCHIVE_STAGES = ("access", "stop", "delete", "account", "email", "course")
-PARTICIPANT_STAGES = ("clone", "start", "access", "stop", "delete", "account", "email")
+PARTICIPANT_STAGES = ("clone", "start", "access", "stop", "delete", "account", "email", "course_email")
 EVENT_STAGES = ("course", "enrol")
 SETTLED_OK = {"event.deploy": "deployed", "event.archive": "archived"}
 EXAMPLE_TIME = "2026-05-04T09:00:00Z"  # as in specs.py, without importing pydantic here

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
-from rq.job import Dependency
+from rq.job import Dependency, Job
 from sqlalchemy import bindparam, insert, select, update
 
 from openvle.connections import get_redis
@@ -89,11 +89,34 @@ def enqueue_operation(
         waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
         try:
             enqueue_job(task, queue_policy, waiting_on)
+        except ParentJobsMissing as exc:
+            with job_context(queue=op.queue, job_id=task.rq_job_id, task_id=task.id):
+                log.warning("task saved but not queued: %s; the reconciler queues it after them", exc)
         except RedisError as exc:
             with job_context(queue=op.queue, job_id=task.rq_job_id, task_id=task.id):
                 log.warning("task saved but not queued (%s); the reconciler will queue it", type(exc).__name__)
             raise QueueUnavailable(task.id, exc) from exc
     return task
+
+
+_ACTIVE_STEP = select(Task).where(Task.operation == bindparam("op"), Task.target == bindparam("target"),
+                                  Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
+
+
+def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target: str, requested_by: str | None = None,
+                 depends_on: Sequence[Task | int] = ()) -> Task:
+    """`enqueue_operation`, unless a Task of `operation` on `target` is still active: then that one.
+
+    Planning uses it, so a retried or duplicated planner never queues a step twice. Callers that may
+    plan at the same time hold a lock around their planning (see jobs/events.py)."""
+    from openvle.db.engine import session_scope
+
+    with session_scope() as session:
+        found = session.execute(_ACTIVE_STEP, {"op": operation, "target": target}).scalar_one_or_none()
+        if found is not None:
+            session.expunge(found)
+            return found
+    return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on)
 
 
 def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -110,11 +133,37 @@ _EVENT_TARGET = re.compile(r"event:(\d+)")
 _VM_TARGET = re.compile(r"(?:^|/)vm:(\d+)")
 
 
+class ParentJobsMissing(Exception):
+    """Jobs the new job would wait on are gone from Redis: RQ would take them as done and run it now."""
+
+    def __init__(self, job_ids: list[str]):
+        super().__init__(f"{len(job_ids)} job(s) it waits on are gone from Redis")
+        self.job_ids = job_ids
+
+
+def missing_jobs(job_ids: Sequence[str]) -> list[str]:
+    """Those of `job_ids` whose job hash is not in Redis."""
+    if not job_ids:
+        return []
+    with get_redis().pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.exists(Job.key_for(job_id))
+        found = pipe.execute()
+    return [job_id for job_id, there in zip(job_ids, found, strict=True) if not there]
+
+
 def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str] = (), retries_left: int | None = None,
                 first_attempt: int | None = None):
     """Put the Task's job on its queue (also used by the reconciler to re-create a lost job, and by
-    requeue to start a new series of attempts after `first_attempt - 1` used ones)."""
+    requeue to start a new series of attempts after `first_attempt - 1` used ones).
+
+    Raises ParentJobsMissing (nothing enqueued) when a job it waits on is gone from Redis: RQ
+    counts a missing dependency as met. The caller re-creates those first (reconcile.py)."""
     from openvle.tracking import execute, on_job_failure, on_job_stopped
+
+    gone = missing_jobs(list(waiting_on))
+    if gone:
+        raise ParentJobsMissing(gone)
 
     retries = queue_policy.max_retries if retries_left is None else retries_left
     if first_attempt is None:

@@ -14,8 +14,9 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
+from openvle import alerts
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -89,6 +90,40 @@ def request_deploy(event_id: int, requested_by: str = "cli") -> Request:
 
 def request_archive(event_id: int, requested_by: str = "cli") -> Request:
     return _request(event_id, "event.archive", ARCHIVABLE, requested_by)
+
+
+def release_stuck() -> list[int]:
+    """Events in deploying/archiving whose orchestrator is no longer active (failed for good,
+    cancelled, or purged after TASK_RETENTION_DAYS) are set to failed, saying why, and the admins
+    are told: a failed event can be deployed again or archived, and the lifecycle archives it."""
+    active = select(Task.id).where(Task.status.in_(TaskStatus.ACTIVE))
+    with session_scope() as session:
+        stuck = session.execute(
+            select(Event.id, Event.name, Event.status, Event.active_task_id).where(
+                Event.status.in_((EventStatus.DEPLOYING, EventStatus.ARCHIVING)),
+                or_(Event.active_task_id.is_(None), Event.active_task_id.not_in(active)))
+        ).all()
+    released = []
+    for event_id, name, status, task_id in stuck:
+        with session_scope() as session:
+            task = session.get(Task, task_id) if task_id else None
+            what = "deploy" if status == EventStatus.DEPLOYING else "archive"
+            if task is None:
+                ended = f"its {what} Task {task_id or '(none)'} is gone"
+            else:
+                ended = f"its {what} (task {task.id}) ended {task.status}: {task.error or 'no error recorded'}"
+            reason = f"stuck in {status}: {ended}; deploy or archive it again"[:4000]
+            moved = session.execute(
+                update(Event).where(Event.id == event_id, Event.status == status,
+                                    Event.active_task_id.is_(task_id) if task_id is None
+                                    else Event.active_task_id == task_id)
+                .values(status=EventStatus.FAILED, status_reason=reason, active_task_id=None)
+            ).rowcount
+        if moved:
+            log.error("event %s (%s) was %s", event_id, name, reason)
+            alerts.event_stuck(event_id, name, reason)
+            released.append(event_id)
+    return released
 
 
 def participants(event_id: int, ids: list[int] | None = None) -> list[Participant]:
@@ -230,7 +265,7 @@ def remove_participant(event_id: int, user_id: int, requested_by: str | None = N
 
 # --- progress ---------------------------------------------------------------------------------------
 
-STAGES = ("clone", "start", "access", "course", "enrol", "email")
+STAGES = ("clone", "start", "access", "course", "enrol", "email", "course_email")
 
 
 def progress(event_id: int) -> dict:

@@ -16,8 +16,8 @@ from openvle.db.models import Email
 from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
 
-KINDS = ("event_deployed", "event_starts_soon", "event_archived", "task_failed", "account_invite",
-         "password_reset")
+KINDS = ("event_deployed", "event_course", "event_teacher", "event_starts_soon", "event_archived", "task_failed",
+         "event_stuck", "account_invite", "password_reset")
 
 
 @functools.lru_cache(maxsize=1)

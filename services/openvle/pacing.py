@@ -117,10 +117,8 @@ def wake_next(woken: dict[str, int] | None = None) -> str | None:
     still between its check and its check-back is passed over this time (its fallback covers it).
     The woken job leaves the line until it runs; finding no slot after all, it rejoins in its place.
     """
-    from rq import Queue
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
-    from rq.registry import ScheduledJobRegistry
 
     redis = get_redis()
     now = time.time()
@@ -139,18 +137,40 @@ def wake_next(woken: dict[str, int] | None = None) -> str | None:
         slots = _keys(node, int(template_id))
         if not _fits(redis, slots, int(limit), now, woken or {}):
             continue
-        if not ScheduledJobRegistry(job.origin, connection=redis).remove(job):
+        if not _move_to_queue(redis, job):
             continue  # still between its check and its check-back (or the scheduler just took it)
-        # Whoever took it out of the schedule enqueues it: at the front, so it starts before the
-        # checks queued behind it, as the scheduler would with the same retry.
-        Queue(job.origin, connection=redis).enqueue_job(job, at_front=True)
-        redis.zrem(WAITERS, job_id)  # out of the line while it runs: the next release wakes the next one
         if woken is not None:
             for key in slots:
                 woken[key] = woken.get(key, 0) + 1
         log.debug("woke clone job %s for a free slot on %s", job_id, node)
         return job_id
     return None
+
+
+def _move_to_queue(redis, job) -> bool:
+    """Out of the schedule, onto the front of its queue (it starts before the checks queued behind
+    it, as the scheduler would with the same retry) and out of the line of waiters, in one Redis
+    transaction: a crash or a lost connection leaves it where it was, never in neither place.
+    False when it is not (or no longer) in the schedule."""
+    from redis.exceptions import WatchError
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    schedule = ScheduledJobRegistry(job.origin, connection=redis).key
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(schedule)
+            if pipe.zscore(schedule, job.id) is None:
+                return False
+            pipe.multi()
+            pipe.zrem(schedule, job.id)
+            # RQ's scheduler moves due jobs the same way (its enqueue without the dependency check).
+            Queue(job.origin, connection=redis)._enqueue_job(job, pipeline=pipe, at_front=True)
+            pipe.zrem(WAITERS, job.id)
+            pipe.execute()
+        except WatchError:  # the scheduler (or another waker) moved it meanwhile
+            return False
+    return True
 
 
 def in_flight(node: str) -> int:

@@ -1,27 +1,41 @@
-"""Periodic registrations for `rq cron`, made safe against duplicates.
+"""Periodic registrations for `rq cron`, made safe against duplicates, failures and backlogs.
 
 RQ's cron has no job id, retry or duplicate protection: two scheduler processes enqueue every run
 twice. So cron enqueues a small `tick(name)`; the tick claims the run's time slot in Redis
 (SET NX, keyed by name and slot derived from when cron enqueued it) and only the first claimant
 creates the real Task, which then has its queue's retries like any other operation.
+
+- A tick that cannot create its Task (the database away) gives its slot back and fails.
+- A daily run nobody made at its time (that failure, no scheduler, no worker) is made by the next
+  heartbeat tick: the Tasks table says whether a run since the last due time exists.
+- Ticks expire in their queue after one interval, and a periodic Task still waiting is not queued
+  again: a stopped worker leaves one node sync behind, not a backlog.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from croniter import croniter
 from rq import get_current_job
 from rq.cron import CronScheduler
+from sqlalchemy import select
 
 from openvle.connections import get_redis
-from openvle.enqueue import enqueue_operation
+from openvle.db.engine import session_scope
+from openvle.db.models import Task, TaskStatus
+from openvle.enqueue import enqueue_once
+from openvle.errors import QueueUnavailable
 from openvle.operations import get_operation
 from openvle.settings import _Settings, get_settings
 
 log = logging.getLogger("openvle.periodic")
+
+DAILY_TICK_TTL = 3600  # a daily tick waiting longer is dropped: the next heartbeat tick catches up
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,11 @@ def slot_of(periodic: Periodic, enqueued_ts: float, settings: _Settings) -> int:
     return math.floor(enqueued_ts / length)
 
 
+def last_due(periodic: Periodic, now: dt.datetime) -> dt.datetime:
+    """When a cron periodic was last due, at or before `now` (naive UTC)."""
+    return croniter(periodic.cron, now + dt.timedelta(seconds=1)).get_prev(dt.datetime)
+
+
 def tick(name: str) -> str:
     """Run by a worker when cron fires: create the periodic Task once per slot."""
     settings = get_settings()
@@ -58,11 +77,50 @@ def tick(name: str) -> str:
     enqueued = job.enqueued_at or job.created_at
     slot = slot_of(periodic, enqueued.timestamp(), settings)
     ttl = max(2 * (periodic.every(settings) if periodic.every else 60), 120)
-    if not get_redis().set(f"openvle:periodic:{name}:{slot}", job.id, nx=True, ex=ttl):
-        log.info("periodic %s slot %s already taken; skipped", name, slot)
+    outcome = _run_once(periodic, slot, ttl, job.id)
+    if name == "heartbeat":
+        catch_up(dt.datetime.now(dt.UTC).replace(tzinfo=None), job.id)
+    return outcome
+
+
+def _run_once(periodic: Periodic, slot: int, ttl: int, claimant: str) -> str:
+    redis = get_redis()
+    key = f"openvle:periodic:{periodic.name}:{slot}"
+    if not redis.set(key, claimant, nx=True, ex=ttl):
+        log.info("periodic %s slot %s already taken; skipped", periodic.name, slot)
         return "duplicate"
-    task = enqueue_operation(periodic.operation, target=f"periodic:{name}", requested_by="scheduler")
+    try:
+        task = enqueue_once(periodic.operation, target=f"periodic:{periodic.name}", requested_by="scheduler")
+    except QueueUnavailable as exc:  # the Task is saved: the reconciler queues it
+        return f"task {exc.task_id}"
+    except Exception:
+        if redis.get(key) == claimant.encode():  # give the slot back: another tick may make the run
+            redis.delete(key)
+        raise
     return f"task {task.id}"
+
+
+def catch_up(now: dt.datetime, claimant: str) -> list[str]:
+    """Make each daily run that was due since the system last ran but never made (the database was
+    away at its time, no scheduler or worker ran): once, guarded by the slot of its due time.
+    A system that had no Task before the due time (just installed) missed nothing."""
+    made = []
+    for periodic in PERIODIC:
+        if periodic.cron is None:
+            continue
+        due = last_due(periodic, now)
+        with session_scope() as session:
+            # A run that failed for good (its retries spent while the database was away) is no run.
+            ran = session.execute(select(Task.id).where(
+                Task.operation == periodic.operation, Task.target == f"periodic:{periodic.name}",
+                Task.created_at >= due, Task.status.in_((*TaskStatus.ACTIVE, TaskStatus.SUCCESS))).limit(1)).first()
+            existed = session.execute(select(Task.id).where(Task.created_at < due).limit(1)).first()
+        if ran is None and existed is not None:
+            slot = math.floor(due.replace(tzinfo=dt.UTC).timestamp() / 60)
+            if _run_once(periodic, slot, 2 * 86400, claimant) != "duplicate":
+                log.warning("periodic %s due at %s was missed; made now", periodic.name, f"{due:%Y-%m-%d %H:%M}")
+                made.append(periodic.name)
+    return made
 
 
 def register_all(cron: CronScheduler, settings: _Settings) -> None:
@@ -73,4 +131,5 @@ def register_all(cron: CronScheduler, settings: _Settings) -> None:
         queue = get_operation(periodic.operation).queue
         schedule = {"interval": periodic.every(settings)} if periodic.every else {"cron": periodic.cron}
         cron.register(tick, queue_name=queue, args=(periodic.name,), name=periodic.name, job_timeout=60,
+                      ttl=periodic.every(settings) if periodic.every else DAILY_TICK_TTL,
                       result_ttl=600, failure_ttl=86400, **schedule)

@@ -12,15 +12,16 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from rq import Queue
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import select, update
 
 from openvle import pacing, records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
-from openvle.enqueue import enqueue_job
+from openvle.enqueue import enqueue_job, missing_jobs
 from openvle.logs import job_context
 from openvle.queues import QUEUE_NAMES, policy
 from openvle.settings import get_settings
@@ -82,11 +83,18 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
 
     if job is None:
         _recreate_job(task, report)
+    elif status in (JobStatus.QUEUED, JobStatus.SCHEDULED) and not _where_it_says(job, status):
+        # Its status says it waits in a queue or the schedule, but it is in neither: nobody would
+        # ever run it (a write lost between two steps, a crash mid-move). CheckBack jobs included.
+        Queue(job.origin, connection=get_redis()).enqueue_job(job, at_front=True)
+        _mark(task.id, task.status)
+        log.warning("job was %s in name only; put back on its queue", status.value)
+        report.requeued.append(task.id)
     elif status == JobStatus.FAILED:
         record_lost_attempt(task.id, _rq_failure(job), final=True, queue=task.queue)
         report.failed.append(task.id)
     elif status == JobStatus.FINISHED:
-        _mark(task.id, TaskStatus.SUCCESS, progress=100)
+        _close_finished(task, job)
         log.warning("RQ finished the job but the Task was never closed; marked success")
         report.succeeded.append(task.id)
     elif status in (JobStatus.CANCELED, JobStatus.STOPPED):
@@ -112,6 +120,22 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
         report.lost_attempts.append(task.id)
 
 
+def _where_it_says(job: Job, status: JobStatus) -> bool:
+    """Whether the job is really in its queue (queued) or its queue's schedule (scheduled); read
+    twice, so a job a worker takes (or the scheduler moves) between the two reads is not repaired."""
+    redis = get_redis()
+    for _ in range(2):
+        if status == JobStatus.QUEUED and redis.lpos(Queue(job.origin, connection=redis).key, job.id) is not None:
+            return True
+        if status == JobStatus.SCHEDULED and redis.zscore(
+                ScheduledJobRegistry(job.origin, connection=redis).key, job.id) is not None:
+            return True
+        now = job.get_status(refresh=True)
+        if now != status:
+            return True  # it moved on (taken, rescheduled, finished): not ours to repair now
+    return False
+
+
 def _recreate_job(task: Task, report: Report) -> None:
     """The job is gone from Redis (never enqueued, or Redis lost it): enqueue it again."""
     queue_policy = policy(task.queue, get_settings())
@@ -128,16 +152,27 @@ def _recreate_job(task: Task, report: Report) -> None:
         report.failed.append(task.id)
         return
     with session_scope() as session:
-        parents = session.execute(
-            select(Task.status, Task.rq_job_id)
+        parents = list(session.execute(
+            select(Task)
             .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
             .where(TaskDependency.task_id == task.id)
-        ).all()
+        ).scalars())
+        session.expunge_all()
     if any(p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED) for p in parents):
         _cancel(task.id, "a task it depends on did not succeed")
         report.cancelled.append(task.id)
         return
-    waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
+    waiting = [p for p in parents if p.status != TaskStatus.SUCCESS]
+    # RQ takes a dependency whose job is gone for met: the parents come back first.
+    gone = set(missing_jobs([p.rq_job_id for p in waiting]))
+    for parent in waiting:
+        if parent.rq_job_id in gone:
+            with job_context(queue=parent.queue, job_id=parent.rq_job_id, task_id=parent.id):
+                _recreate_job(parent, report)
+    if missing_jobs([p.rq_job_id for p in waiting]):
+        log.warning("a task it depends on could not be queued again; left for the next round")
+        return
+    waiting_on = [p.rq_job_id for p in waiting]
     # Attempts go on from the used ones (a requeued Task allows more than its queue's policy).
     enqueue_job(task, queue_policy, waiting_on, retries_left=allowed - used - 1, first_attempt=used + 1)
     _mark(task.id, TaskStatus.QUEUED)
@@ -155,6 +190,21 @@ def _check_parents(task: Task, report: Report) -> None:
     if dead is not None:
         _cancel(task.id, f"task {dead.id} it depends on did not succeed")
         report.cancelled.append(task.id)
+
+
+def _close_finished(task: Task, job: Job) -> None:
+    """The success nobody wrote: the Task, and its open attempt (the one RQ ran), with RQ's result."""
+    try:
+        result = job.return_value(refresh=True)
+    except Exception:  # a result RQ cannot read back must not keep the Task open
+        result = None
+    with get_engine().begin() as conn:
+        conn.execute(
+            update(SubTask.__table__)
+            .where(SubTask.task_id == task.id, SubTask.status == AttemptStatus.PROCESSING)
+            .values(status=AttemptStatus.SUCCESS, finished_at=utcnow())
+        )
+        records.record_success(conn, task.id, task.attempts, result)
 
 
 def _cancel(task_id: int, reason: str) -> None:

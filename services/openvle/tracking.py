@@ -238,7 +238,10 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
     task_id = task_id_of(job)
     if task_id is None:
         return
-    detail = f"signal {os.WTERMSIG(ret_val)}" if os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
+    if ret_val is None:  # RQ could not wait for it (it was gone already): a handler that raises here kills the worker
+        detail = "its exit could not be read"
+    else:
+        detail = f"signal {os.WTERMSIG(ret_val)}" if os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
     record_lost_attempt(
         task_id,
         f"attempt lost: the job's process died unexpectedly ({detail})",

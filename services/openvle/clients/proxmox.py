@@ -48,6 +48,11 @@ class NotFound(ProxmoxPermanentError):
     """The VM (or node) is not where we asked: callers that expect this (delete) catch it."""
 
 
+class AnswerLost(ProxmoxTransientError):
+    """A call that changes something got no answer (connection lost, timed out): it may or may not
+    have been carried out. Never sent again blindly: the caller looks at what is there first."""
+
+
 class VmidTaken(ProxmoxTransientError):
     """`unable to create VM N: config file already exists`: another caller took the id."""
 
@@ -98,11 +103,16 @@ def _translate(exc: Exception) -> ProxmoxError:
     raise exc
 
 
-def _call(fn: Callable[[], T]) -> T:
-    """One API call: proxmoxer/requests errors become ProxmoxErrors; transient ones retried briefly."""
+def _call(fn: Callable[[], T], changes: bool = False) -> T:
+    """One API call: proxmoxer/requests errors become ProxmoxErrors; transient ones retried briefly.
+
+    A call that `changes` something (clone, start, destroy...) is retried only after an answer that
+    says it was not done (a 5xx); a lost answer raises AnswerLost: sending it again could clone a
+    second VM, so the job finds out what happened first (jobs/vms.py)."""
 
     @retry(
-        retry=retry_if_exception(lambda e: isinstance(e, ProxmoxTransientError) and not isinstance(e, VmidTaken)),
+        retry=retry_if_exception(lambda e: isinstance(e, ProxmoxTransientError)
+                                 and not isinstance(e, VmidTaken | AnswerLost)),
         stop=stop_after_attempt(3),
         wait=wait_exponential(multiplier=0.5, max=4),
         reraise=True,
@@ -110,7 +120,12 @@ def _call(fn: Callable[[], T]) -> T:
     def attempt() -> T:
         try:
             return fn()
-        except (ResourceException, requests.RequestException) as exc:
+        except ResourceException as exc:
+            raise _translate(exc) from None
+        except requests.RequestException as exc:
+            if changes and not isinstance(exc, requests.ConnectTimeout):  # it may have arrived
+                raise AnswerLost(f"Proxmox's answer was lost ({type(exc).__name__}): the request may have "
+                                 "been carried out") from None
             raise _translate(exc) from None
 
     return attempt()
@@ -171,26 +186,27 @@ class Proxmox:
         _call(lambda: self.api.nodes(node).qemu(vmid).config.put(**_bools(options)))
 
     def clone(self, node: str, template_vmid: int, newid: int, **options: Any) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(template_vmid).clone.post(newid=newid, **_bools(options)))
+        return _call(lambda: self.api.nodes(node).qemu(template_vmid).clone.post(newid=newid, **_bools(options)),
+                     changes=True)
 
     def start(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.start.post())
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.start.post(), changes=True)
 
     def stop(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.stop.post())
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.stop.post(), changes=True)
 
     def reset(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.reset.post())
+        return _call(lambda: self.api.nodes(node).qemu(vmid).status.reset.post(), changes=True)
 
     def destroy(self, node: str, vmid: int) -> str:
         return _call(lambda: self.api.nodes(node).qemu(vmid).delete(**_bools(
-            {"purge": True, "destroy-unreferenced-disks": True})))
+            {"purge": True, "destroy-unreferenced-disks": True})), changes=True)
 
     def migrate(self, node: str, vmid: int, target: str, online: bool) -> str:
         # A running VM on local storage live-migrates only with its disks; on shared storage the
         # option changes nothing.
         options = {"target": target, "online": online, "with-local-disks": True if online else None}
-        return _call(lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools(options)))
+        return _call(lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools(options)), changes=True)
 
     # --- tasks ----------------------------------------------------------------------------------
     def task_status(self, upid: str) -> dict:

@@ -370,6 +370,8 @@ class Participant(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.PARTICIPANT)
     vm_id: Mapped[int | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"))
     access_email_id: Mapped[int | None] = mapped_column(Integer)
+    # The course link comes in its own email once enrolment succeeded (never holding up lab access).
+    course_email_id: Mapped[int | None] = mapped_column(Integer)
     notice_sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # "starts in N days", once
     added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -120,6 +120,18 @@ def provision_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) 
     return {"connection": connection_id, "sharing_profile": profile_id, "link": link}
 
 
+@operation("guac.teacher_account", queue="guacamole")
+def teacher_account(ctx: TaskContext, user_id: int) -> dict:
+    """A teacher's Guacamole account, with the password their teacher email gives them."""
+    with session_scope() as session:
+        teacher = session.get(User, user_id)
+        if teacher is None:
+            raise PermanentError(f"user {user_id} does not exist")
+        session.expunge(teacher)
+    _ensure_user(get_guacamole(), teacher)
+    return {"username": teacher.username}
+
+
 @operation("guac.cleanup_vm", queue="guacamole")
 def cleanup_vm_access(ctx: TaskContext, vm_id: int) -> dict:
     """Delete the VM's connection and sharing profile (already gone is fine)."""

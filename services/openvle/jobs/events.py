@@ -3,21 +3,25 @@
 An orchestrator job (`event.deploy` / `event.archive`) claims the event, plans the steps that are
 still missing and enqueues them as Tasks chained with RQ dependencies, then checks back until every
 step has settled and records the outcome. Per participant, deploy is clone → start → access, and
-once per event course → enrol; each participant's access email waits for their access and the
-enrolment; the final marker waits for everything. A step that fails for good cancels what depends
+once per event course → enrol; each participant's access email waits only for their own access
+(lab access never waits on Moodle), and their course email for the enrolment; the final marker
+waits for everything. A step that fails for good cancels what depends
 on it (and so the marker): the event ends "deployed with failures", naming who and why, and
 "retry failed" plans again, finding most of the work already done.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from openvle import guacamole_passwords
+from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -34,7 +38,7 @@ from openvle.db.models import (
     VmState,
     utcnow,
 )
-from openvle.enqueue import enqueue_operation
+from openvle.enqueue import enqueue_once
 from openvle.errors import PermanentError
 from openvle.events import participants, slug
 from openvle.jobs import courses
@@ -54,13 +58,14 @@ FOLLOW_EVERY = 3  # seconds between the orchestrator's looks at its steps
 
 def _claim(event_id: int, task_id: int, status: str) -> bool:
     """Make this orchestrator the event's only active one (an atomic conditional UPDATE)."""
-    finished = select(Task.id).where(Task.status.in_(TaskStatus.FINAL))
+    # Whoever holds it must be an active Task: one that ended, or was purged since, holds nothing.
+    active = select(Task.id).where(Task.status.in_(TaskStatus.ACTIVE))
     with session_scope() as session:
         claimed = session.execute(
             update(Event)
             .where(Event.id == event_id,
                    or_(Event.active_task_id.is_(None), Event.active_task_id == task_id,
-                       Event.active_task_id.in_(finished)))
+                       Event.active_task_id.not_in(active)))
             .values(active_task_id=task_id, status=status, status_reason=None)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -94,9 +99,22 @@ def deploy_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
             return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
         planned = plan_deploy(event_id, by=f"task:{ctx.task_id}")
         ctx.log(f"planned {planned} step(s)")
-    return _follow(ctx, event_id, "deploy")
+    return _follow_patiently(ctx, event_id, "deploy")
 
 
+def _one_planner(plan):
+    """Plans of one event run one at a time (an orchestrator, a participant added meanwhile), so
+    their look-ups of active steps (enqueue_once) never miss each other's."""
+
+    @functools.wraps(plan)
+    def planned(event_id: int, *args, **kwargs):
+        with get_redis().lock(f"openvle:event:{event_id}:plan", timeout=600, blocking_timeout=600):
+            return plan(event_id, *args, **kwargs)
+
+    return planned
+
+
+@_one_planner
 def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     """Enqueue the deploy steps still missing (for `only` these participants, when given)."""
     event = _load_event(event_id)
@@ -107,11 +125,11 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     course_task = enrol_task = None
     if event.template.moodle_course_id:
         if event.moodle_course_id is None and only is None:
-            course_task = enqueue_operation("event.course", {"event_id": event_id}, target=_t(event_id, "course"),
+            course_task = enqueue_once("event.course", {"event_id": event_id}, target=_t(event_id, "course"),
                                             requested_by=by)
             steps += 1
         if course_task is not None or event.moodle_course_id is not None:
-            enrol_task = enqueue_operation("event.enrol", {"event_id": event_id}, target=_t(event_id, "enrol"),
+            enrol_task = enqueue_once("event.enrol", {"event_id": event_id}, target=_t(event_id, "enrol"),
                                            requested_by=by, depends_on=[course_task] if course_task else ())
             steps += 1
     # The final marker waits on the last step of every chain: each depends on the steps before it,
@@ -121,35 +139,47 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     for person in people:
         if person.role != Role.PARTICIPANT:
             continue
-        chain = _participant_chain(event, person, teachers, by, enrol_task)
+        chain = _participant_chain(event, person, teachers, by)
         steps += len(chain)
         finals += chain[-1:]
+        if enrol_task is not None and _email_state(person.course_email_id) != EmailStatus.SENT:
+            finals.append(enqueue_once("event.course_email", {"participant_id": person.id},
+                                            target=f"event:{event.id}/participant:{person.id}/course_email",
+                                            requested_by=by, depends_on=[enrol_task]))
+            steps += 1
+    for person in people:  # teachers: their Guacamole login (its password made for them), told once
+        if person.role == Role.TEACHER and _email_state(person.access_email_id) != EmailStatus.SENT:
+            target = f"event:{event.id}/participant:{person.id}"
+            account = enqueue_once("guac.teacher_account", {"user_id": person.user_id},
+                                   target=f"{target}/account", requested_by=by)
+            finals.append(enqueue_once("event.teacher_email", {"participant_id": person.id},
+                                       target=f"{target}/email", requested_by=by, depends_on=[account]))
+            steps += 2
     if only is None:  # the final marker: runs only when every step succeeded
-        enqueue_operation("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
+        enqueue_once("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
                           requested_by=by, depends_on=finals)
         steps += 1
     return steps
 
 
-def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str, enrol_task) -> list:
+def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str) -> list:
     vm = _vm_for(event, person)
     target = f"event:{event.id}/participant:{person.id}"
     chain, previous = [], []
     if vm.state != VmState.READY:
-        previous = [enqueue_operation("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
+        previous = [enqueue_once("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
         chain += previous
     if vm.state != VmState.READY or vm.status != "running":
-        previous = [enqueue_operation("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
+        previous = [enqueue_once("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
                                       depends_on=previous)]
         chain += previous
     if vm.guac_connection_id is None or chain:
-        previous = [enqueue_operation("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
+        previous = [enqueue_once("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
                                       target=f"{target}/access", requested_by=by, depends_on=previous)]
         chain += previous
-    if not _access_email_sent(person):
-        chain.append(enqueue_operation("event.access_email", {"participant_id": person.id},
-                                       target=f"{target}/email", requested_by=by,
-                                       depends_on=previous + ([enrol_task] if enrol_task else [])))
+    if _email_state(person.access_email_id) != EmailStatus.SENT:
+        chain.append(enqueue_once("event.access_email", {"participant_id": person.id},
+                                       target=f"{target}/email", requested_by=by, depends_on=previous))
     return chain
 
 
@@ -168,12 +198,14 @@ def _vm_for(event: Event, person: Participant) -> Vm:
         return vm
 
 
-def _access_email_sent(person: Participant) -> bool:
-    if person.access_email_id is None:
-        return False
+def _email_state(email_id: int | None) -> str | None:
+    """The status of a participant's email; None when there is none yet. The daily cleanup deletes
+    only sent emails (mail.cleanup), so an id whose row is gone was sent."""
+    if email_id is None:
+        return None
     with session_scope() as session:
-        return session.execute(select(Email.status).where(Email.id == person.access_email_id)).scalar() == \
-            EmailStatus.SENT
+        status = session.execute(select(Email.status).where(Email.id == email_id)).scalar()
+    return EmailStatus.SENT if status is None else status
 
 
 def _t(event_id: int, stage: str) -> str:
@@ -206,29 +238,72 @@ def event_enrol(ctx: TaskContext, event_id: int) -> dict:
 
 @operation("event.access_email", queue="mails")
 def access_email(ctx: TaskContext, participant_id: int) -> dict:
-    """Render the access email from what deploy made (link, course) and send it once."""
+    """Render the access email from what deploy made (the link) and send it once."""
+
+    def context(session, person: Participant, event: Event, user: User) -> dict:
+        vm = session.get(Vm, person.vm_id) if person.vm_id else None
+        if vm is None or not vm.access_link:
+            raise PermanentError(f"{user.username} has no access link yet: their access step did not succeed")
+        return {"access_link": vm.access_link, "guacamole_username": user.username,
+                "guacamole_password": guacamole_passwords.PLACEHOLDER if user.guacamole_password_encrypted else None,
+                "course_url": None}
+
+    return _send_once(ctx, participant_id, "access_email_id", "event_deployed", context)
+
+
+@operation("event.course_email", queue="mails")
+def course_email(ctx: TaskContext, participant_id: int) -> dict:
+    """The course link, once the enrolment succeeded: its own email, so Moodle never holds up access."""
+
+    def context(session, person: Participant, event: Event, user: User) -> dict:
+        if not event.moodle_course_url:
+            raise PermanentError(f"event {event.id} has no course: its course step did not succeed")
+        return {"course_url": event.moodle_course_url}
+
+    return _send_once(ctx, participant_id, "course_email_id", "event_course", context)
+
+
+@operation("event.teacher_email", queue="mails")
+def teacher_email(ctx: TaskContext, participant_id: int) -> dict:
+    """A teacher's Guacamole login (made by guac.teacher_account): they watch every VM of the event
+    read-only through its sharing profiles, so they need the password made for them."""
+
+    def context(session, person: Participant, event: Event, user: User) -> dict:
+        if not user.guacamole_password_encrypted:
+            raise PermanentError(f"{user.username} has no Guacamole account yet: their account step did not succeed")
+        return {"guacamole_url": get_settings().GUACAMOLE_URL, "guacamole_username": user.username,
+                "guacamole_password": guacamole_passwords.PLACEHOLDER}
+
+    return _send_once(ctx, participant_id, "access_email_id", "event_teacher", context)
+
+
+def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, context) -> dict:
+    """Render the participant's email `kind` once (its id kept in `column`) and deliver it."""
     with session_scope() as session:
         person = session.get(Participant, participant_id)
         if person is None:
             raise PermanentError(f"participant {participant_id} does not exist")
-        email_id = person.access_email_id
+        email_id = _live_email(session, getattr(person, column))
         if email_id is None:
             event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
-            vm = session.get(Vm, person.vm_id) if person.vm_id else None
-            if vm is None or not vm.access_link:
-                raise PermanentError(f"{user.username} has no access link yet: their access step did not succeed")
-            subject, text, html = render("event_deployed", {
-                "user": {"full_name": user.full_name}, "event": _event_view(event),
-                "access_link": vm.access_link, "guacamole_username": user.username,
-                "guacamole_password": guacamole_passwords.PLACEHOLDER if user.guacamole_password_encrypted else None,
-                "course_url": event.moodle_course_url})
-            email = Email(kind="event_deployed", recipient=user.email, subject=subject, body_text=text,
-                          body_html=html, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
+            subject, text, html = render(kind, {"user": {"full_name": user.full_name}, "event": _event_view(event),
+                                                **context(session, person, event, user)})
+            email = Email(kind=kind, recipient=user.email, subject=subject, body_text=text, body_html=html,
+                          event_id=event.id, user_id=user.id, task_id=ctx.task_id)
             session.add(email)
             session.flush()
-            email_id = person.access_email_id = email.id
+            email_id = email.id
+            setattr(person, column, email_id)
         user_id = person.user_id
-    return deliver(ctx, email_id, fill=guacamole_passwords.filler(user_id))  # the password only as it is sent
+    return deliver(ctx, email_id, fill=guacamole_passwords.filler(user_id))  # a password only as it is sent
+
+
+def _live_email(session, email_id: int | None) -> int | None:
+    """`email_id` if its row still exists: the cleanup deletes old sent emails, and a dead id must
+    never be reused (a new email is made instead)."""
+    if email_id is None:
+        return None
+    return email_id if session.get(Email, email_id) is not None else None
 
 
 def _event_view(event: Event) -> dict:
@@ -253,9 +328,10 @@ def archive_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
             return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
         planned = plan_archive(event_id, by=f"task:{ctx.task_id}")
         ctx.log(f"planned {planned} step(s)")
-    return _follow(ctx, event_id, "archive")
+    return _follow_patiently(ctx, event_id, "archive")
 
 
+@_one_planner
 def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
     event = _load_event(event_id)
     people = participants(event_id, ids=only)
@@ -266,11 +342,11 @@ def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
         steps += planned
         finals += last
     if event.moodle_course_id is not None and only is None:
-        finals.append(enqueue_operation("event.course_archive", {"event_id": event_id},
+        finals.append(enqueue_once("event.course_archive", {"event_id": event_id},
                                         target=_t(event_id, "course"), requested_by=by))
         steps += 1
     if only is None:
-        enqueue_operation("event.mark_archived", {"event_id": event_id}, target=_t(event_id, "archived"),
+        enqueue_once("event.mark_archived", {"event_id": event_id}, target=_t(event_id, "archived"),
                           requested_by=by, depends_on=finals)
         steps += 1
     return steps
@@ -285,17 +361,17 @@ def _participant_teardown(event: Event, person: Participant, by: str, notify: bo
     with session_scope() as session:
         vm = session.get(Vm, person.vm_id) if person.vm_id else None
     if vm is not None and vm.state != VmState.DELETED:
-        chain.append(enqueue_operation("guac.cleanup_vm", {"vm_id": vm.id}, target=f"{target}/access",
+        chain.append(enqueue_once("guac.cleanup_vm", {"vm_id": vm.id}, target=f"{target}/access",
                                        requested_by=by))
         if vm.state == VmState.READY:
-            chain.append(enqueue_operation("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", requested_by=by,
+            chain.append(enqueue_once("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", requested_by=by,
                                            depends_on=chain[-1:]))
-        chain.append(enqueue_operation("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
+        chain.append(enqueue_once("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
                                        depends_on=chain[-1:]))
-    last = [enqueue_operation("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
+    last = [enqueue_once("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
                               target=f"{target}/account", requested_by=by, depends_on=chain[-1:])]
     if notify and person.role == Role.PARTICIPANT:
-        last.append(enqueue_operation("event.archive_email", {"participant_id": person.id},
+        last.append(enqueue_once("event.archive_email", {"participant_id": person.id},
                                       target=f"{target}/email", requested_by=by, depends_on=chain[-1:]))
     return len(chain) + len(last), last
 
@@ -303,8 +379,11 @@ def _participant_teardown(event: Event, person: Participant, by: str, notify: bo
 @operation("event.course_archive", queue="moodle")
 def course_archive(ctx: TaskContext, event_id: int) -> dict:
     event = _load_event(event_id)
-    return courses.archive_course(ctx, course_id=event.moodle_course_id,
-                                  user_ids=[p.user_id for p in participants(event_id)])
+    # Everyone who was ever in it: someone removed during the event is still enrolled (removing a
+    # participant archives their VM and account, not their seat), and "keep" must unenrol them too.
+    with session_scope() as session:
+        everyone = list(session.execute(select(Participant.user_id).where(Participant.event_id == event_id)).scalars())
+    return courses.archive_course(ctx, course_id=event.moodle_course_id, user_ids=everyone)
 
 
 @operation("event.archive_email", queue="mails")
@@ -335,6 +414,18 @@ def mark_archived(ctx: TaskContext, event_id: int) -> dict:
 
 
 # --- following the steps ----------------------------------------------------------------------------
+
+
+def _follow_patiently(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
+    """A look at the steps that cannot reach the database looks again later: following costs no
+    retries, so an outage longer than core_periodic's retries never fails a deploy or archive
+    whose steps go on (they have their own retries)."""
+    try:
+        return _follow(ctx, event_id, kind)
+    except DBAPIError as exc:
+        log.warning("%s of event %s: database unreachable (%s); looking again later", kind, event_id,
+                    type(exc).__name__)
+        return CheckBack(FOLLOW_EVERY * 3, f"{kind} of event {event_id}: database unreachable")
 
 
 def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:

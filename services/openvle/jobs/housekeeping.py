@@ -26,13 +26,17 @@ def heartbeat(ctx: TaskContext) -> dict:
 
 @operation("housekeeping.reconcile", queue="core_periodic")
 def reconcile_tasks(ctx: TaskContext) -> dict:
+    from openvle.events import release_stuck
     from openvle.reconcile import reconcile
 
     report = reconcile()
     repaired = {k: v for k, v in report.as_dict().items() if k != "checked" and v}
+    released = release_stuck()  # events whose deploy/archive ended without finishing them
+    if released:
+        repaired["stuck_events"] = released
     if repaired:
         ctx.log(f"repaired {repaired}", level="warning")
-    return report.as_dict()
+    return {**report.as_dict(), "stuck_events": released}
 
 
 @operation("housekeeping.purge_tasks", queue="core_periodic")

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
-from openvle.events import EventError, request_archive, request_deploy
+from openvle.events import EventError, release_stuck, request_archive, request_deploy
 from openvle.mail import queue_email
 from openvle.operations import operation
 from openvle.settings import get_settings
@@ -28,6 +28,7 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
     now_at = dt.datetime.fromisoformat(now.rstrip("Z")) if now else utcnow()
     deploy_until = now_at + dt.timedelta(days=settings.EVENTS_START_PREP_TIME_DAYS)
     archive_before = now_at - dt.timedelta(days=settings.EVENTS_END_PREP_TIME_DAYS)
+    release_stuck()  # a deploy or archive that died leaves its event failed: archived below when it ended
     with session_scope() as session:
         to_deploy = list(session.execute(select(Event.id).where(
             Event.status == EventStatus.SCHEDULED, Event.start_at <= deploy_until, Event.end_at > now_at)).scalars())

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from openvle import pacing
 from openvle.clients.proxmox import (
+    AnswerLost,
     NotFound,
     Proxmox,
     ProxmoxError,
@@ -98,12 +99,16 @@ def _save(vm_id: int, **values: Any) -> None:
 
 
 def _ours(pve: Proxmox, resource: dict, vm: Vm) -> bool:
-    """True when the Proxmox VM at our vmid carries our mark (not a stranger who took the id)."""
+    """True when the Proxmox VM at our vmid carries our mark (not a stranger who took the id); a
+    clone still running may not show its description yet: then its name and clone lock tell."""
     try:
         config = pve.vm_config(resource["node"], int(resource["vmid"]))
     except NotFound:
         return False
-    return f"{MARK}={vm.id}" in str(config.get("description", ""))
+    description = str(config.get("description") or "")
+    if description:
+        return f"{MARK}={vm.id}" in description
+    return resource.get("lock") == "clone" and resource.get("name") == vm.name
 
 
 def _task_age(upid: str) -> float:
@@ -214,7 +219,15 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
             target=vm.node if vm.node != template.node else None,
             description=f"{MARK}={vm.id}\nMade by OpenVLE Tasks (task {ctx.task_id}).",
         )
+    except AnswerLost:
+        # It may have been carried out: look (at the next check) before cloning again, keeping the slot.
+        ctx.log(f"the answer to the clone of VM {vm.vmid} was lost; looking before trying again", level="warning")
+        return CheckBack(1, f"clone of VM {vm.vmid}: answer lost")
     except VmidTaken:
+        found = pve.locate(vm.vmid)
+        if found is not None and _ours(pve, found, vm):  # an earlier request of ours was carried out
+            ctx.log(f"VM {vm.vmid} is already our clone; following it", level="warning")
+            return CheckBack(1, f"clone of VM {vm.vmid} found")
         pacing.release(vm.node, template.id, vm.id)
         vmid = claim_vmid(pve, vm.id, also_skip={vm.vmid})
         ctx.log(f"VM id {vm.vmid} was taken meanwhile; using {vmid}", level="warning")

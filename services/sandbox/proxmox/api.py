@@ -149,6 +149,8 @@ class Api:
                     self._proxy_check(path_params["node"])
                 values = validate({**params, **path_params}, route.schema)
                 result = route.handler(Ctx(self.state, self.auth.tokenid), values)
+            if self.state.answer_lost(method, is_clone=rel.rstrip("/").endswith("/clone")):
+                return wire.Reply(0, "", drop=True)  # done, but the caller never hears of it
             return wire.ok(result)
         except ApiError as err:
             return wire.error(err)

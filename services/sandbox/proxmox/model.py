@@ -218,6 +218,9 @@ class Faults:
     error_rate: float = 0.0
     error_every: int = 0  # exact plan: every n-th request fails (sandbox/faults.py)
     clone_lock_timeouts: list[int] = field(default_factory=list)  # these clones (1 = the next) meet a lock timeout
+    # Lost answers: the request is applied, then the connection closes before the answer.
+    lost_clone_responses: list[int] = field(default_factory=list)  # these clone requests (1 = the next)
+    lose_every: int = 0  # every n-th write request (POST, PUT, DELETE)
     drop_rate: float = 0.0
     down_nodes: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -228,6 +231,8 @@ class Faults:
             "error_rate": self.error_rate,
             "error_every": self.error_every,
             "clone_lock_timeouts": list(self.clone_lock_timeouts),
+            "lost_clone_responses": list(self.lost_clone_responses),
+            "lose_every": self.lose_every,
             "drop_rate": self.drop_rate,
             "down_nodes": list(self.down_nodes),
             "seed": self.seed,

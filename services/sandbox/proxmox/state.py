@@ -82,6 +82,8 @@ class ClusterState:
             self.rng = random.Random(self._initial_seed)  # fault decisions
             self.error_plan = EveryNth()
             self._clones_started = 0  # counted for faults.clone_lock_timeouts
+            self._clone_requests = 0  # counted for faults.lost_clone_responses
+            self.lose_plan = EveryNth()  # faults.lose_every over write requests
             self.ids = random.Random()  # MACs, UUIDs: need not be reproducible
             self._seq = 0
             self._pid = 0x1A000
@@ -112,10 +114,13 @@ class ClusterState:
     def set_faults(self, latency: float | None = None, error_rate: float | None = None,
                    drop_rate: float | None = None, down_nodes: list[str] | None = None,
                    seed: int | None = None, error_every: int | None = None,
-                   clone_lock_timeouts: list[int] | None = None) -> dict:
-        """Rates draw from a seeded generator; `error_every` and `clone_lock_timeouts` are exact plans
-        counted from this call: every n-th API request fails, and the listed clones (1 = the next one
-        started) end with a storage lock timeout."""
+                   clone_lock_timeouts: list[int] | None = None, lost_clone_responses: list[int] | None = None,
+                   lose_every: int | None = None) -> dict:
+        """Rates draw from a seeded generator; `error_every`, `clone_lock_timeouts`,
+        `lost_clone_responses` and `lose_every` are exact plans counted from this call: every n-th
+        API request fails, the listed clones (1 = the next one started) end with a storage lock
+        timeout, the listed clone requests (1 = the next) and every n-th write request are carried
+        out but their answer is lost (the connection closes first)."""
         with self.lock:
             f = self.faults
             if latency is not None:
@@ -129,6 +134,13 @@ class ClusterState:
                     raise ValueError("clone_lock_timeouts counts clones from 1")
                 f.clone_lock_timeouts = sorted({int(n) for n in clone_lock_timeouts})
                 self._clones_started = 0
+            if lost_clone_responses is not None:
+                if any(int(n) < 1 for n in lost_clone_responses):
+                    raise ValueError("lost_clone_responses counts clone requests from 1")
+                f.lost_clone_responses = sorted({int(n) for n in lost_clone_responses})
+                self._clone_requests = 0
+            if lose_every is not None:
+                f.lose_every = self.lose_plan.set(lose_every)
             if drop_rate is not None:
                 f.drop_rate = _rate("drop_rate", drop_rate)
             if down_nodes is not None:
@@ -269,6 +281,17 @@ class ClusterState:
                 decision.error = ("got no worker upid - start worker failed\n" if method in ("POST", "DELETE")
                                   else "Connection refused\n")
             return decision
+
+    def answer_lost(self, method: str, is_clone: bool) -> bool:
+        """Count a write request that was carried out; True when the plan says its answer is lost."""
+        if method not in ("POST", "PUT", "DELETE"):
+            return False
+        with self.lock:
+            lost = self.lose_plan.hit()
+            if is_clone:
+                self._clone_requests += 1
+                lost = lost or self._clone_requests in self.faults.lost_clone_responses
+            return lost
 
     def planned_clone_lock_timeout(self) -> bool:
         """Count a clone that starts now; True when the plan says it meets a storage lock timeout."""

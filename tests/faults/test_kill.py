@@ -1,0 +1,90 @@
+"""kill -9 in the middle of the work: the clone worker mid-deploy and mid-archive, a worker mid
+Guacamole provisioning. Compose restarts a killed container; here the test starts the role again."""
+
+from __future__ import annotations
+
+import pytest
+from scenario import (
+    FAST_RECOVERY,
+    Clock,
+    Counts,
+    count_archive,
+    count_deploy,
+    kill9,
+    operation_done,
+    report,
+    wait_settled,
+)
+
+import test_events
+from conftest import wait_for
+from openvle.events import request_archive, request_deploy
+from test_events import make_event
+
+sims, lab = test_events.sims, test_events.lab
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # whole deploys and archives, one worker each
+
+
+def _roles(start_role, env: dict, *roles: str):
+    return {role: start_role(role, **env) for role in roles}
+
+
+def test_kill9_the_clone_worker_mid_deploy_of_50_and_mid_archive(lab, start_role, settings_env):
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
+    event_id = make_event(50, name="Kill Clone")
+
+    clock = Clock()
+    request_deploy(event_id)
+    wait_for(lambda: operation_done("vm.clone") >= 10, 300, "10 clones done", roles["worker-vm-clone"])
+    kill9(roles["worker-vm-clone"])  # clones in flight, slots held, jobs started
+    roles["worker-vm-clone"] = start_role("worker-vm-clone", **env)
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
+    counts = Counts("kill -9 worker-vm-clone mid-deploy (50) and mid-archive", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    counts.notes.append(f"deploy {counts.settle_seconds:.0f}s")
+    assert event.status == "deployed", event.status_reason
+
+    clock = Clock()
+    request_archive(event_id)
+    wait_for(lambda: operation_done("vm.delete") >= 10, 300, "10 deletes done", roles["worker-vm-clone"])
+    kill9(roles["worker-vm-clone"])
+    roles["worker-vm-clone"] = start_role("worker-vm-clone", **env)
+    event = wait_settled(event_id, ("archived", "failed"), 600, roles["worker"])
+    counts.notes.append(f"archive {clock.seconds():.0f}s")
+    counts.settle_seconds += clock.seconds()
+    count_archive(counts, event_id, lab)
+    report(counts)
+
+    assert event.status == "archived", event.status_reason
+    assert (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
+            counts.moodle_users_twice, counts.emails_twice, counts.left_after_archive) == (0,) * 8, counts.line()
+
+
+def test_kill9_a_worker_mid_guacamole_provisioning(lab, start_role, settings_env):
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
+    event_id = make_event(20, name="Kill Guac")
+    lab["guac"].state.set_faults(latency=0.3)  # each provisioning takes a while: the kill lands inside one
+
+    clock = Clock()
+    request_deploy(event_id)
+    wait_for(lambda: operation_done("guac.provision") >= 3, 300, "3 provisionings done", roles["worker"])
+    kill9(roles["worker"])  # mid provisioning (and mid email, on the same worker)
+    roles["worker"] = start_role("worker", **env)
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
+    counts = Counts("kill -9 worker mid Guacamole provisioning (20)", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    lab["guac"].state.set_faults(latency=0)
+
+    request_archive(event_id)
+    event = wait_settled(event_id, ("archived", "failed"), 600, roles["worker"])
+    count_archive(counts, event_id, lab)
+    report(counts)
+
+    assert event.status == "archived", event.status_reason
+    assert (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
+            counts.moodle_users_twice, counts.emails_twice, counts.left_after_archive) == (0,) * 8, counts.line()

@@ -1,0 +1,200 @@
+"""Stores away in the middle of the work: MariaDB unreachable (through the TCP fault proxy; the
+machine's MariaDB never stops), Redis restarted (our own redis-server with its append-only file, as
+compose runs it; the machine's Redis is never touched), and the daily lifecycle due meanwhile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from proxy import FaultProxy
+from scenario import (
+    FAST_RECOVERY,
+    Clock,
+    Counts,
+    RestartPolicy,
+    count_archive,
+    count_deploy,
+    operation_done,
+    report,
+    wait_settled,
+)
+from sqlalchemy import select, update
+
+import test_events
+from conftest import wait_for
+from openvle.db.engine import session_scope
+from openvle.db.models import Task, utcnow
+from openvle.enqueue import enqueue_operation
+from openvle.events import request_archive, request_deploy
+from test_events import make_event
+
+sims, lab = test_events.sims, test_events.lab
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # whole deploys and archives, one worker each
+
+OUTAGE = 30  # seconds MariaDB is unreachable
+
+
+@pytest.fixture
+def db_proxy(clean):
+    url = clean.database_url
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = FaultProxy(host, int(port))
+    proxy.url = url.replace(host_port, f"{proxy.host}:{proxy.port}")
+    yield proxy
+    proxy.stop()
+
+
+def _zeros(counts: Counts) -> tuple:
+    return (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
+            counts.moodle_users_twice, counts.emails_twice)
+
+
+def test_mariadb_unreachable_for_30s_mid_deploy(lab, start_role, settings_env, db_proxy):
+    if not db_proxy.url.startswith("mysql"):
+        pytest.skip("needs MariaDB")
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    roles_env = {**env, "DATABASE_URL": db_proxy.url}
+    worker = start_role("worker", **roles_env)
+    start_role("worker-vm-clone", **roles_env)
+    start_role("scheduler", **roles_env)
+    event_id = make_event(20, name="Db Away")
+
+    clock = Clock()
+    request_deploy(event_id)
+    wait_for(lambda: operation_done("vm.clone") >= 5, 300, "5 clones done", worker)
+    db_proxy.cut()
+    time.sleep(OUTAGE)  # the outage itself: what the scenario is about
+    db_proxy.restore()
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, worker)
+    counts = Counts(f"MariaDB unreachable {OUTAGE}s mid-deploy (20)", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    counts.notes.append(f"{db_proxy.refused} connections refused during the outage")
+    request_archive(event_id)
+    event = wait_settled(event_id, ("archived", "failed"), 600, worker)
+    count_archive(counts, event_id, lab)
+    report(counts)
+
+    assert event.status == "archived", event.status_reason
+    assert _zeros(counts) == (0,) * 7 and counts.left_after_archive == 0, counts.line()
+
+
+def test_the_daily_lifecycle_due_while_the_database_is_away_runs_when_it_is_back(lab, start_role, settings_env,
+                                                                                  db_proxy):
+    if not db_proxy.url.startswith("mysql"):
+        pytest.skip("needs MariaDB")
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    # The system ran yesterday; today's 01:00 lifecycle finds the database away.
+    old = enqueue_operation("demo.noop")
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == old.id).values(
+            status="success", created_at=utcnow() - dt.timedelta(days=2)))
+    event_id = make_event(3, name="Due While Away", start_in_days=2)
+    db_proxy.cut()
+    roles_env = {**env, "DATABASE_URL": db_proxy.url, "SCHEMA_WAIT_TIMEOUT": "600"}
+    worker = start_role("worker", wait=False, **roles_env)
+    start_role("worker-vm-clone", wait=False, **roles_env)
+    start_role("scheduler", **roles_env)
+    clock = Clock()
+    time.sleep(OUTAGE)  # ticks fire and fail meanwhile
+    with session_scope() as session:
+        assert session.execute(select(Task.id).where(Task.operation == "events.lifecycle")).first() is None
+    db_proxy.restore()
+
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, worker)
+    counts = Counts(f"daily lifecycle due while MariaDB away {OUTAGE}s", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    with session_scope() as session:
+        runs = session.execute(select(Task.status).where(Task.operation == "events.lifecycle")).scalars().all()
+    counts.notes.append(f"lifecycle runs: {len(runs)}")
+    report(counts)
+
+    assert runs == ["success"]
+    assert event.status == "deployed", event.status_reason
+    assert _zeros(counts) == (0,) * 7, counts.line()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server of our own (append-only file on, as compose runs it) that the test restarts."""
+
+    def __init__(self, directory: Path):
+        self.dir, self.port = directory, _free_port()
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, 20, "our redis-server")
+
+    def _answers(self) -> bool:
+        from redis import Redis
+
+        try:
+            return Redis.from_url(self.url).ping()
+        except Exception:
+            return False
+
+    def kill(self) -> None:
+        self.proc.kill()  # as a crashed container: whatever the append-only file has, it keeps
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path, clean):
+    server = OwnRedis(tmp_path)
+    yield server
+    server.stop()
+
+
+def test_redis_killed_and_restarted_mid_deploy(lab, start_role, settings_env, own_redis):
+    env = {**lab["env"], **FAST_RECOVERY, "REDIS_URL": own_redis.url}
+    settings_env(**env)
+    # Roles register in our Redis, not the test run's; a worker quits when Redis is gone, and
+    # compose starts it again (restart: unless-stopped): so does this policy.
+    compose = RestartPolicy(start_role, env, ["worker", "worker-vm-clone", "scheduler"])
+    event_id = make_event(20, name="Redis Restart")
+
+    clock = Clock()
+    request_deploy(event_id)
+    wait_for(lambda: operation_done("vm.clone") >= 5, 300, "5 clones done")
+    own_redis.kill()
+    time.sleep(10)  # away for a while
+    own_redis.start()
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600)
+    counts = Counts("Redis killed mid-deploy, back after 10s (append-only file) (20)", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    request_archive(event_id)
+    event = wait_settled(event_id, ("archived", "failed"), 600)
+    count_archive(counts, event_id, lab)
+    compose.stop()
+    counts.notes.append(f"{compose.restarts} role restarts (compose's restart policy)")
+    report(counts)
+
+    assert event.status == "archived", event.status_reason
+    assert _zeros(counts) == (0,) * 7 and counts.left_after_archive == 0, counts.line()
