@@ -15,6 +15,7 @@ from openvle.accounts.identity import Actor
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, TaskDependency, TaskStatus
 from openvle.errors import Invalid
+from openvle.operations import all_operations
 from openvle.queues import QUEUE_NAMES
 from openvle.service.views import ControlOutcome, ControlResult, Page, TaskDetailView, TaskView
 
@@ -98,6 +99,22 @@ def get_task(actor: Actor, task_id: int) -> TaskDetailView:
         return TaskDetailView.model_validate({**TaskView.model_validate(task).model_dump(), "params": task.params,
                                               "depends_on": sorted(parents), "dependents": sorted(children),
                                               "subtasks": task.subtasks, "logs": task.logs})
+
+
+def tasks_by_ids(actor: Actor, task_ids: list[int]) -> list[TaskView]:
+    """Those of `task_ids` the actor sees, by id (what a confirmation names before a bulk control)."""
+    ids = sorted(set(task_ids))[:MAX_BULK]
+    if not ids:
+        return []
+    with session_scope() as session:
+        rows = session.execute(select(*_LISTED).where(Task.id.in_(ids), authz.tasks_clause(session, actor))
+                               .order_by(Task.id)).all()
+    return [TaskView.model_validate(row._mapping) for row in rows]
+
+
+def operation_names() -> list[str]:
+    """Every operation a Task can name (a filter's choices)."""
+    return sorted(all_operations())
 
 
 def tasks_of(actor: Actor, where: TaskFilter, limit: int = 20) -> list[TaskView]:
