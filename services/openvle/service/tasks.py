@@ -151,8 +151,14 @@ def control(actor: Actor, action: str, request: ControlRequest, one: bool = Fals
         query = request.filter.apply(select(Task.id).where(Task.status.in_(eligible)))
         with session_scope() as session:  # oldest first: a requeued parent before its dependents
             ids = list(session.execute(query.order_by(Task.id).limit(request.limit)).scalars())
-    run = controls.check if request.dry_run else (lambda a, t: controls.apply(a, t, actor.requested_by))
-    outcomes = [run(action, task_id) for task_id in ids]
+    outcomes = []
+    would: set[int] = set()  # a dry run of a chain: its parents are requeued first, as they would be
+    for task_id in ids:
+        outcome = (controls.check(action, task_id, frozenset(would)) if request.dry_run
+                   else controls.apply(action, task_id, actor.requested_by))
+        if outcome.done:
+            would.add(task_id)
+        outcomes.append(outcome)
     done = [ControlOutcome.model_validate(o, from_attributes=True) for o in outcomes if o.done]
     skipped = [ControlOutcome.model_validate(o, from_attributes=True) for o in outcomes if not o.done]
     return ControlResult(action=action, dry_run=request.dry_run, count=len(done), task_ids=[o.task_id for o in done],
