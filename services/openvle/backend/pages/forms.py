@@ -42,12 +42,18 @@ def parse(model: type[M], values: Mapping[str, str], **fixed) -> tuple[M | None,
         return None, field_errors(exc)
 
 
-def error_by_field(exc: RequestError, fields: Iterable[str], fallback: str) -> dict[str, str]:
-    """The service layer's refusals start with the field they are about ("password: too short");
-    one that names none is shown at `fallback`."""
+def error_by_field(exc: RequestError, fields: Iterable[str], fallback: str,
+                   said_as: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+    """The service layer's refusals start with the field they are about ("password: too short",
+    "user name 'x': use …"); `said_as` adds words that name a field inside a sentence ("is not an
+    email address"). One that names no field is shown at `fallback`."""
     message = str(exc)
+    sentence = message[:1].upper() + message[1:]
     for name in fields:
         if message.startswith(f"{name}:"):
             rest = message[len(name) + 1:].strip()
             return {name: rest[:1].upper() + rest[1:]}
-    return {fallback: message[:1].upper() + message[1:]}
+        words = name.replace("_", " ")
+        if message.startswith(f"{words} ") or any(phrase in message for phrase in (said_as or {}).get(name, ())):
+            return {name: sentence}
+    return {fallback: sentence}

@@ -27,6 +27,7 @@ NEW_FIELDS = ("username", "email", "role", "first_name", "last_name")
 EDIT_FIELDS = ("email", "role", "active", "first_name", "last_name")
 ROLES = ("student", "teacher", "admin")
 PAGE = 100
+SAID_AS = {"username": ("user name",), "email": ("email address", "email '")}
 
 
 def _list(request: Request, actor: Actor, q: str, role: str, before: int | None, values: dict[str, str],
@@ -53,7 +54,7 @@ async def user_create(request: Request, actor: Actor = Depends(admin_actor)) -> 
         try:
             made = await run_in_threadpool(users.create_user, actor, body)
         except RequestError as exc:
-            errors = error_by_field(exc, NEW_FIELDS, "username")
+            errors = error_by_field(exc, NEW_FIELDS, "username", SAID_AS)
         else:
             audit_as(request, "user", made.id)
             return RedirectResponse(f"/users/{made.id}?made=1", status_code=303)
@@ -86,7 +87,7 @@ async def user_update(user_id: Id, request: Request, actor: Actor = Depends(admi
         except RequestError as exc:
             if exc.status == 404:
                 raise
-            errors = error_by_field(exc, EDIT_FIELDS, "role")
+            errors = error_by_field(exc, EDIT_FIELDS, "role", SAID_AS)
         else:
             return await run_in_threadpool(_one, request, actor, user_id, None, None, 200, "Saved.")
     return await run_in_threadpool(_one, request, actor, user_id, values, errors, 422)

@@ -55,7 +55,7 @@ def _one(request: Request, actor: Actor, template_id: int, values: dict[str, str
     if values is None:
         values = {name: "" if getattr(template, name) is None else str(getattr(template, name)) for name in FIELDS}
     return render(request, "admin/template.html", actor, status=status, title=f"Template {template.name}",
-                  template=template, values=values, errors=errors or {}, note=note)
+                  vm_template=template, values=values, errors=errors or {}, note=note)
 
 
 @router.get("/templates/{template_id}", name="pages.template")
