@@ -10,8 +10,8 @@ from markupsafe import Markup, escape
 
 # Distinguishable for the common colour blindnesses (Okabe-Ito), dark enough on white.
 COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7")
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 28
+WIDTH, HEIGHT = 640, 236
+LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 44  # the bottom holds the times and the legend
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def line_chart(title: str, series: list[Series], unit: str = "", y_max: float | 
         parts.append(f'<text x="{LEFT - 4}" y="{gy + 4:.1f}" text-anchor="end" font-size="11" fill="#333">'
                      f"{escape(_fmt(top * fraction, unit))}</text>")
     for anchor, t, tx in (("start", start, LEFT), ("end", end, WIDTH - RIGHT)):
-        parts.append(f'<text x="{tx}" y="{HEIGHT - 8}" text-anchor="{anchor}" font-size="11" fill="#333">'
+        parts.append(f'<text x="{tx}" y="{HEIGHT - 26}" text-anchor="{anchor}" font-size="11" fill="#333">'
                      f"{t:%Y-%m-%d %H:%M}</text>")
     for number, line in enumerate(series):
         colour = COLOURS[number % len(COLOURS)]
@@ -62,8 +62,8 @@ def line_chart(title: str, series: list[Series], unit: str = "", y_max: float | 
         else:
             parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
         lx = LEFT + 8 + number * 150
-        parts.append(f'<rect x="{lx}" y="{TOP + 2}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{lx + 14}" y="{TOP + 11}" font-size="11" fill="#222">{escape(line.label)}</text>')
+        parts.append(f'<rect x="{lx}" y="{HEIGHT - 12}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{lx + 14}" y="{HEIGHT - 3}" font-size="11" fill="#222">{escape(line.label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -3,8 +3,6 @@ node metric history is kept (MONGO_URL), a chart over time of each drawn here as
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
@@ -13,6 +11,7 @@ from openvle.backend.pages.access import PageRoute
 from openvle.backend.pages.chart import Series, line_chart
 from openvle.backend.pages.guard import admin_actor
 from openvle.backend.pages.render import poll_answer, polled, render
+from openvle.errors import Invalid
 from openvle.service import monitoring
 from openvle.service.views import NodeMetricView
 
@@ -41,14 +40,18 @@ def _box(request: Request, actor: Actor, hours: int):
                   nodes=monitoring.nodes(actor), kept=histories is not None, charts=drawn, hours=hours)
 
 
+def _hours(hours: int = Query(24)) -> int:
+    if hours not in HOURS:
+        raise Invalid(f"hours: choose {', '.join(map(str, HOURS))}, not {hours}")
+    return hours
+
+
 @router.get("/nodes", name="pages.nodes")
-def nodes_page(request: Request, hours: Literal[1, 6, 24, 168] = Query(24), actor: Actor = Depends(admin_actor)
-               ) -> Response:
+def nodes_page(request: Request, hours: int = Depends(_hours), actor: Actor = Depends(admin_actor)) -> Response:
     box, _ = _box(request, actor, hours)
     return render(request, "admin/nodes.html", actor, title="Nodes", box=box, hours=hours, choices=HOURS)
 
 
 @router.get("/nodes/box", name="pages.nodes_box")
-def nodes_box(request: Request, hours: Literal[1, 6, 24, 168] = Query(24), actor: Actor = Depends(admin_actor)
-              ) -> Response:
+def nodes_box(request: Request, hours: int = Depends(_hours), actor: Actor = Depends(admin_actor)) -> Response:
     return poll_answer(request, *_box(request, actor, hours))
