@@ -41,6 +41,9 @@ DESKTOP = {"width": 1280, "height": 860}
 DURATIONS = {"linked_clone": 1.0, "full_clone": 3.0, "start": 0.5, "stop": 0.5, "shutdown": 0.5, "reset": 0.3,
              "reboot": 0.5, "destroy": 0.3, "migrate": 0.5}
 PASSWORD = "page-test-pass-1"
+# Every wait in a page test (Playwright's expect and actions) is for a condition; the bound only
+# matters when it never comes, so it is generous and scaled like the suite's other waits.
+WAIT_MS = 20_000 * float(os.environ.get("OPENVLE_TEST_WAIT_SCALE", "3"))
 
 
 @dataclass
@@ -116,8 +119,9 @@ def browser():
     """Debian's Chromium, headless; never a browser Playwright would download."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         yield chromium
@@ -153,7 +157,7 @@ def open_browser(browser, system: System, tmp_path: Path):
     def open_(phone: bool = False):
         context = browser.new_context(base_url=system.url, viewport=PHONE if phone else DESKTOP,
                                       device_scale_factor=1)
-        context.set_default_timeout(15_000 * float(os.environ.get("OPENVLE_TEST_WAIT_SCALE", "3")))
+        context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         return context.new_page()
 

@@ -328,3 +328,13 @@ class LabView(View):
     pending_task_id: int | None
     last_error: str | None = Field(description="why the VM's latest finished Task failed, if it did")
     can_act: bool = Field(description="start, stop and reset are possible now")
+
+
+class MemberChange(View):
+    """What adding one person to an event would do (the preview of a CSV upload)."""
+
+    username: str
+    email: str
+    role: str
+    change: str = Field(description="new account, existing account, already in, role changes")
+    detail: str

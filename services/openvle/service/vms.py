@@ -84,8 +84,9 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
 
 # --- "my labs": one's own VMs with their state in words -------------------------------------------------
 
-OPERATION_WORDS = {"vm.clone": "Cloning", "vm.start": "Starting", "vm.stop": "Stopping", "vm.reset": "Resetting",
-                   "vm.migrate": "Moving", "vm.delete": "Removing"}
+# "<what> did not work: <why>" in plain words, for the VM's operations.
+OPERATION_WORDS = {"vm.clone": "Making the VM (clone)", "vm.start": "Start", "vm.stop": "Stop", "vm.reset": "Reset",
+                   "vm.migrate": "Moving it to another node", "vm.delete": "Removing it"}
 _RECENT_TASKS = 20  # per VM: enough to find the one in flight and the latest finished
 
 
@@ -105,8 +106,8 @@ def lab_of(vm: Vm, event_name: str | None, tasks: list[Task], owner: str | None)
     finished = next((t for t in tasks if t.status in TaskStatus.FINAL), None)
     error = None
     if finished is not None and finished.status in (TaskStatus.ERROR, TaskStatus.CANCELLED):
-        what = OPERATION_WORDS.get(finished.operation, finished.operation).lower()
-        error = f"{what.capitalize()} did not work: {finished.error or 'it was cancelled'}"
+        what = OPERATION_WORDS.get(finished.operation, finished.operation)
+        error = f"{what} did not work: {finished.error or 'it was cancelled'}"
     state = _state_words(vm, finished)
     return LabView(vm=_view(vm, owner), event_name=event_name, state=state,
                    pending=active.operation.removeprefix("vm.") if active is not None else None,

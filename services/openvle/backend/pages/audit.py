@@ -10,8 +10,8 @@ from fastapi.responses import Response
 
 from openvle.accounts.identity import Actor
 from openvle.backend.pages.access import PageRoute
-from openvle.backend.pages.forms import parse, typed
 from openvle.backend.pages.guard import admin_actor
+from openvle.backend.pages.inputs import parse, typed
 from openvle.backend.pages.render import render
 from openvle.service import audit
 from openvle.service.audit import AuditFilter

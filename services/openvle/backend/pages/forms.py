@@ -1,59 +1,75 @@
-"""Forms and filters on the admin pages: what was typed goes back into the form unchanged, and each
-problem is said next to the field that caused it (pydantic's errors, or the service layer's
-"field: what is wrong" sentences)."""
+"""Form input to the service layer's models, and their errors back to the field that caused them.
+
+The service layer and the specs say what is wrong as "field: what to do" (pydantic's location, or a
+message that starts with the field's name); a page shows each message next to its field, and
+re-renders the form with what the user typed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+import datetime as dt
+from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from openvle.errors import RequestError
 
-M = TypeVar("M", bound=BaseModel)
 
-_PYDANTIC_PREFIXES = ("Value error, ", "Input should be ")
+@dataclass
+class FormState:
+    """What a form shows: the values typed, an error per field, and one for the form as a whole."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors or self.error)
+
+    def add(self, message: str, fields: tuple[str, ...]) -> None:
+        """A message from the service layer: next to its field if it names one, else on the form."""
+        name, _, rest = message.partition(": ")
+        if rest and name in fields:
+            self.errors.setdefault(name, _sentence(rest))
+        else:
+            self.error = self.error or _sentence(message)
+
+    def add_validation(self, exc: ValidationError, fields: tuple[str, ...], renames: dict[str, str] | None = None):
+        for problem in exc.errors():
+            where = str(problem["loc"][0]) if problem["loc"] else ""
+            where = (renames or {}).get(where, where)
+            text = problem["msg"].removeprefix("Value error, ")
+            if where in fields:
+                self.errors.setdefault(where, _sentence(text))
+            else:
+                self.add(text, fields)  # a model-level check names its field in the text ("end: ...")
+
+    def add_error(self, exc: RequestError, fields: tuple[str, ...]) -> None:
+        self.add(str(exc), fields)
 
 
-def typed(source: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
-    """The fields as typed (stripped), for the form to show again."""
-    return {name: (source.get(name) or "").strip() for name in names}
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]) if text else text
 
 
-def field_errors(exc: ValidationError) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else ""
-        message = err["msg"]
-        if message.startswith("Input should be "):
-            message = "should be " + message.removeprefix("Input should be ")
-        out.setdefault(name, message.removeprefix("Value error, ")[:1].upper()
-                       + message.removeprefix("Value error, ")[1:] + ".")
-    return out
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type=datetime-local> sends and shows
 
 
-def parse(model: type[M], values: Mapping[str, str], **fixed) -> tuple[M | None, dict[str, str]]:
-    """`model` from the non-empty typed values (an empty field means "not given"), or the errors by field."""
-    given = {name: value for name, value in values.items() if value != ""}
+def parse_utc(value: str, name: str, state: FormState) -> dt.datetime | None:
+    """A datetime-local value read as UTC (the pages say times are UTC); None and an error if bad."""
+    value = value.strip()
+    if not value:
+        state.errors[name] = "Give a date and time (UTC), e.g. 2026-05-04 09:00."
+        return None
     try:
-        return model.model_validate({**given, **fixed}), {}
-    except ValidationError as exc:
-        return None, field_errors(exc)
+        parsed = dt.datetime.fromisoformat(value.replace(" ", "T"))
+    except ValueError:
+        state.errors[name] = f"{value!r} is not a date and time: write it as 2026-05-04 09:00 (UTC)."
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 
 
-def error_by_field(exc: RequestError, fields: Iterable[str], fallback: str,
-                   said_as: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
-    """The service layer's refusals start with the field they are about ("password: too short",
-    "user name 'x': use …"); `said_as` adds words that name a field inside a sentence ("is not an
-    email address"). One that names no field is shown at `fallback`."""
-    message = str(exc)
-    sentence = message[:1].upper() + message[1:]
-    for name in fields:
-        if message.startswith(f"{name}:"):
-            rest = message[len(name) + 1:].strip()
-            return {name: rest[:1].upper() + rest[1:]}
-        words = name.replace("_", " ")
-        if message.startswith(f"{words} ") or any(phrase in message for phrase in (said_as or {}).get(name, ())):
-            return {name: sentence}
-    return {fallback: sentence}
+def local(value: dt.datetime | None) -> str:
+    """A stored (naive UTC) time as a datetime-local input's value."""
+    return value.strftime(LOCAL_FORMAT) if value is not None else ""

@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from openvle.accounts.identity import Actor
 from openvle.backend.common import Id, audit_as
 from openvle.backend.pages.access import PageRoute, safe_next
-from openvle.backend.pages.forms import parse, typed
 from openvle.backend.pages.guard import admin_actor, teacher_actor
+from openvle.backend.pages.inputs import parse, typed
 from openvle.backend.pages.render import poll_answer, polled, render
 from openvle.errors import Invalid
 from openvle.queues import QUEUE_NAMES

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from openvle.accounts.identity import Actor
 from openvle.backend.common import Id, audit_as
 from openvle.backend.pages.access import PageRoute, page_actor
-from openvle.backend.pages.forms import error_by_field, parse, typed
+from openvle.backend.pages.inputs import error_by_field, parse, typed
 from openvle.backend.pages.render import render
 from openvle.errors import RequestError
 from openvle.service import users

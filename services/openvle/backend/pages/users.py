@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from openvle.accounts.identity import Actor
 from openvle.backend.common import Id, audit_as, audit_detail
 from openvle.backend.pages.access import PageRoute
-from openvle.backend.pages.forms import error_by_field, parse, typed
 from openvle.backend.pages.guard import admin_actor
+from openvle.backend.pages.inputs import error_by_field, parse, typed
 from openvle.backend.pages.render import render
 from openvle.errors import RequestError
 from openvle.service import users

@@ -1,0 +1,130 @@
+"""The pages' front door over HTTP (no browser): the same session and CSRF token as the API, the
+redirect to /login and back (only to this site), HTML errors with the API's status, polls that
+answer 304 when nothing changed, and the pages' own headers. The browser tests are in tests/pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from helpers import account
+from openvle.db.engine import session_scope
+from openvle.db.models import AuditEntry, Template, Vm, VmState
+
+PASSWORD = "page-http-pass-1"
+
+
+@pytest.fixture
+def client(clean):
+    from openvle.backend.app import create_app
+
+    return TestClient(create_app())
+
+
+def log_in(client: TestClient, username: str, role: str = "student") -> str:
+    """Log in through the page's form; returns the session's CSRF token as the pages carry it."""
+    account(username, role, password=PASSWORD)
+    done = client.post("/login", data={"username": username, "password": PASSWORD}, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', client.get(done.headers["location"]).text).group(1)
+
+
+def own_vm(username: str) -> int:
+    from sqlalchemy import select
+
+    from openvle.db.models import User
+
+    with session_scope() as session:
+        template = Template(name=f"tpl-{username}", pve_vmid=9001, node="pve1", clone_mode="linked", protocol="rdp",
+                            port=3389)
+        session.add(template)
+        session.flush()
+        user_id = session.execute(select(User.id).where(User.username == username)).scalar_one()
+        vm = Vm(name=f"vm-{username}", template_id=template.id, state=VmState.READY, status="running", user_id=user_id)
+        session.add(vm)
+        session.flush()
+        return vm.id
+
+
+def test_login_goes_back_only_to_a_page_of_this_site(client):
+    account("ada", password=PASSWORD)
+    assert client.get("/labs", follow_redirects=False).headers["location"] == "/login?next=/labs"
+    for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        done = client.post("/login", data={"username": "ada", "password": PASSWORD, "next": evil},
+                           follow_redirects=False)
+        assert done.headers["location"] == "/labs", evil  # the user's home, not the other site
+    cookie = done.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and PASSWORD not in cookie
+
+
+def test_a_change_without_the_csrf_token_is_refused_with_a_page(client):
+    csrf = log_in(client, "ada")
+    vm_id = own_vm("ada")
+    refused = client.post(f"/labs/vms/{vm_id}/stop", data={}, follow_redirects=False)
+    assert refused.status_code == 403
+    assert "text/html" in refused.headers["content-type"] and "X-CSRF-Token" in refused.text
+    wrong = client.post(f"/labs/vms/{vm_id}/stop", data={"csrf_token": "0" * 64}, follow_redirects=False)
+    assert wrong.status_code == 403
+    # Logging out is a change too: it needs the token (no logging people out from another site).
+    assert client.post("/logout", follow_redirects=False).status_code == 403
+    out = client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+    assert client.get("/labs", follow_redirects=False).status_code == 303  # the session is over
+
+
+def test_pages_answer_html_with_the_api_status_and_the_api_stays_json(client):
+    log_in(client, "ada")
+    bad_id = client.get("/labs/vms/nope")
+    assert bad_id.status_code == 422 and "<h1>Please check what you entered</h1>" in bad_id.text
+    missing = client.get("/labs/vms/999999")
+    assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
+    assert "VM 999999 does not exist" in missing.text
+    forbidden = client.get("/events")
+    assert forbidden.status_code == 403 and "Only teachers and admins may manage events" in forbidden.text
+    unknown = client.get("/no-such-page", headers={"accept": "text/html"})
+    assert unknown.status_code == 404 and "<h1>Not found</h1>" in unknown.text
+    api = client.get("/api/vms/999999")
+    assert api.status_code == 404 and api.json() == {"error": "VM 999999 does not exist"}
+
+
+def test_a_poll_answers_304_while_nothing_changes_and_htmx_is_sent_to_login(client):
+    log_in(client, "ada")
+    own_vm("ada")
+    first = client.get("/labs/cards", headers={"hx-request": "true"})
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache, private"
+    etag = first.headers["etag"]
+    assert f'"If-None-Match": {etag.replace(chr(34), chr(92) + chr(34)).join(chr(34) * 2)}' in first.text
+    again = client.get("/labs/cards", headers={"hx-request": "true", "if-none-match": etag})
+    assert again.status_code == 304 and again.content == b""
+    client.cookies.clear()
+    gone = client.get("/labs/cards", headers={"hx-request": "true", "hx-current-url": "http://x/labs"})
+    # htmx would swap a login page into the card: it is told to go to the login page instead.
+    assert (gone.status_code, gone.headers["hx-redirect"]) == (204, "/login?next=/labs")
+
+
+def test_pages_load_nothing_from_elsewhere_and_htmx_is_vendored(client):
+    log_in(client, "ada")
+    page = client.get("/labs")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(s.startswith(("/", "#")) for s in sources), sources
+    htmx = client.get("/static/pages/vendor/htmx-2.0.11.min.js")
+    assert htmx.status_code == 200 and "htmx" in htmx.text[:2000]
+    assert "Zero-Clause BSD" in client.get("/static/pages/vendor/htmx-2.0.11.LICENSE").text
+
+
+def test_a_wrong_password_says_so_beside_the_field_and_is_audited_without_it(client):
+    account("ada", password=PASSWORD)
+    page = client.post("/login", data={"username": "ada", "password": "not-the-one-1"})
+    assert page.status_code == 401
+    assert 'value="ada"' in page.text
+    assert re.search(r'id="f-password-error" class="field-error" role="alert">Wrong user name or password', page.text)
+    empty = client.post("/login", data={"username": "", "password": ""})
+    assert empty.status_code == 422 and "Type your user name or email." in empty.text
+    with session_scope() as session:
+        details = [(e.action, e.outcome, e.detail) for e in session.query(AuditEntry).all()]
+    assert ("pages.login", 401, "failed login") in details
+    assert all("not-the-one-1" not in str(d) for d in details)
