@@ -1,6 +1,6 @@
 """Inputs of the admin pages (filters in the query string, forms): what was typed goes back into the
-problem is said next to the field that caused it (pydantic's errors, or the service layer's
-"field: what is wrong" sentences)."""
+form unchanged, and each problem is said next to the field that caused it (pydantic's errors, or the
+service layer's "field: what is wrong" sentences)."""
 
 from __future__ import annotations
 
