@@ -76,7 +76,14 @@ def test_an_admin_requeues_the_failed_tasks_of_an_event_after_a_fault_and_sees_t
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("guac.provision")
     expect(rows.first).to_contain_text(f"{GUAC_ATTEMPTS}/{GUAC_ATTEMPTS}")  # attempts used up
+    page.get_by_role("button", name="Requeue…").click()  # nothing ticked yet: nothing happens, it says why
+    expect(page.get_by_role("heading", name="Select Tasks first")).to_be_visible()
+    page.get_by_role("link", name="Back to the Tasks").click()
     page.get_by_role("link", name="Tick all shown").click()
+    for task_id in failed:
+        expect(page.get_by_label(f"Select Task {task_id} (guac.provision)")).to_be_checked()
+    with page.expect_response(lambda r: "/tasks/rows" in r.url and r.status == 200):
+        pass  # the table refreshed itself (its rows came anew, unticked) and the ticks stayed
     for task_id in failed:
         expect(page.get_by_label(f"Select Task {task_id} (guac.provision)")).to_be_checked()
     expect(page.get_by_label("Event", exact=True)).to_have_value(str(event_id))  # the filters stay as chosen
@@ -113,7 +120,7 @@ def test_teachers_and_students_reach_no_admin_page_and_teachers_see_only_their_e
     own = enqueue_operation("demo.noop", {}, target=f"event:{mine}", requested_by="user:someone")
 
     student, _ = login("student")
-    teacher, _ = login("teacher", username=teacher_name)
+    teacher, _ = login("teacher", username=teacher_name, phone=True)
     for page in (student, teacher):
         for path in ADMIN_PAGES:
             assert page.goto(path).status == 404, path
@@ -128,6 +135,7 @@ def test_teachers_and_students_reach_no_admin_page_and_teachers_see_only_their_e
     expect(teacher.locator(f"#task-row-{own.id}")).to_be_visible()
     expect(teacher.locator(f"#task-row-{theirs.id}")).to_have_count(0)
     expect(teacher.get_by_role("button", name="Requeue…")).to_have_count(0)  # the controls are admins'
+    assert teacher.evaluate("document.documentElement.scrollWidth") <= 375  # fits a phone; the table scrolls
     assert teacher.goto(f"/tasks/{theirs.id}").status == 404
     assert teacher.goto(f"/tasks/{own.id}").status == 200
     # Posting the control form anyway (with the session's CSRF token) changes nothing.
