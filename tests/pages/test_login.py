@@ -72,3 +72,26 @@ def test_a_student_opening_another_students_vm_page_gets_not_found(login, make_u
     mine, _ = login("student", username=other)
     assert mine.goto(f"/labs/vms/{vm_id}").status == 200
     expect(mine.get_by_role("heading", name=f"vm-{other}")).to_be_visible()
+
+
+def test_the_keyboard_alone_logs_in_and_skips_to_the_content(open_browser, make_user):
+    name = make_user("teacher")
+    page = open_browser()
+    page.goto("/login")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="OpenVLE")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("User name or email")).to_be_focused()
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/events$"))
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the skip link: past the navigation, to the page's own content
+    expect(page.locator("main")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="New event")).to_be_focused()

@@ -42,7 +42,9 @@ MAX_CSV_BYTES = 2_000_000
 @router.get("/events", name="pages.events")
 def event_list(request: Request, actor: Actor = Depends(page_actor)) -> Response:
     authz.require_teacher(actor, "manage events")
-    return render(request, "events/index.html", actor, title="Events", events=events.list_events(actor))
+    # Those they manage; an event a teacher only takes part in shows under My labs.
+    managed = [e for e in events.list_events(actor) if e.teaches]
+    return render(request, "events/index.html", actor, title="Events", events=managed)
 
 
 def _new_form(request: Request, actor: Actor, form: FormState, status: int = 200) -> Response:
