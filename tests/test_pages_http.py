@@ -4,6 +4,7 @@ answer 304 when nothing changed, and the pages' own headers. The browser tests a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -128,3 +129,83 @@ def test_a_wrong_password_says_so_beside_the_field_and_is_audited_without_it(cli
         details = [(e.action, e.outcome, e.detail) for e in session.query(AuditEntry).all()]
     assert ("pages.login", 401, "failed login") in details
     assert all("not-the-one-1" not in str(d) for d in details)
+
+
+def errors_beside_fields(page: str) -> dict[str, str]:
+    return dict(re.findall(r'id="([\w-]+)-error" class="field-error" role="alert">([^<]+)<', page))
+
+
+def test_event_forms_keep_what_was_typed_and_say_what_is_wrong_beside_it(client):
+    from openvle.events import create_template
+
+    create_template("ubuntu", pve_vmid=9001, node="pve1", protocol="rdp")
+    csrf = log_in(client, "tea", "teacher")
+    bad = client.post("/events/new", data={"csrf_token": csrf, "name": "Lab Ünï", "description": "Week 3",
+                                           "template": "", "start": "2031-01-02T09:00", "end": "2031-01-01T09:00"})
+    assert bad.status_code == 422
+    assert errors_beside_fields(bad.text) == {
+        "f-template": "Choose the template every participant&#39;s VM is cloned from.",
+        "f-end": "2031-01-01T09:00:00+00:00 is not after start 2031-01-02T09:00:00+00:00: "
+                 "an event ends after it starts"}
+    assert 'value="Lab Ünï"' in bad.text and ">Week 3</textarea>" in bad.text and 'value="2031-01-02T09:00"' in bad.text
+    made = client.post("/events/new", data={"csrf_token": csrf, "name": "Lab", "template": "ubuntu",
+                                            "start": "2031-01-01T09:00", "end": "2031-01-01T17:00"},
+                       follow_redirects=False)
+    event = made.headers["location"]
+    assert made.status_code == 303 and client.get(event).status_code == 200
+
+    person = client.post(f"{event}/participants", data={"csrf_token": csrf, "username": "Ada L", "email": "ada",
+                                                         "first_name": "Ada"})
+    assert person.status_code == 422 and 'value="Ada L"' in person.text and 'value="Ada"' in person.text
+    assert set(errors_beside_fields(person.text)) == {"add-username", "add-email"}
+
+    pasted = "username,email\nbob,bob@uni.example\ncy,not-an-email\n"
+    csv = client.post(f"{event}/participants/csv", data={"csrf_token": csrf, "text": pasted, "step": "preview"})
+    assert csv.status_code == 422
+    assert errors_beside_fields(csv.text)["csv-text"].startswith("CSV: line 3: email:")
+    assert "bob,bob@uni.example\ncy,not-an-email" in csv.text  # the pasted lines are still there to fix
+
+    dates = client.post(f"{event}/dates", data={"csrf_token": csrf, "start": "2031-01-01T09:00", "end": "bogus"})
+    assert dates.status_code == 422 and errors_beside_fields(dates.text)["dates-end"].startswith("&#39;bogus&#39; is")
+    moved = client.post(f"{event}/dates", data={"csrf_token": csrf, "start": "2031-02-01T09:00",
+                                                "end": "2031-02-01T17:00"}, follow_redirects=False)
+    assert moved.status_code == 303 and "2031-02-01 09:00 UTC" in client.get(event).text
+
+
+def test_a_participant_is_removed_only_after_a_confirmation_and_a_student_cannot(client):
+    from openvle.events import create_event, create_template
+    from openvle.specs import utc
+
+    csrf = log_in(client, "tea", "teacher")
+    template = create_template("ubuntu", pve_vmid=9001, node="pve1", protocol="rdp")
+    start = utc(dt.datetime(2031, 1, 1, 9, tzinfo=dt.UTC))
+    event_id = create_event("Lab", template, start, start + dt.timedelta(hours=8), status="draft",
+                            participants_=[{"username": "bob", "email": "bob@uni.example"}],
+                            teachers=[{"username": "tea", "email": "tea@uni.example"}])
+    members = client.get(f"/events/{event_id}").text
+    ask = re.search(rf'href="(/events/{event_id}/participants/(\d+)/remove)" aria-label="Remove bob"', members)
+    confirm = client.get(ask[1])
+    assert confirm.status_code == 200 and "Remove bob from Lab?" in confirm.text
+    assert "bob@uni.example" in client.get(f"/events/{event_id}").text  # asking removed nobody
+    done = client.post(ask[1], data={"csrf_token": csrf}, follow_redirects=False)
+    assert done.status_code == 303 and "bob@uni.example" not in client.get(f"/events/{event_id}").text
+
+    other = TestClient(client.app)
+    log_in(other, "eve")
+    assert other.get(f"/events/{event_id}").status_code == 404  # not in it: it does not exist for her
+
+
+def test_a_refused_button_says_why_in_the_page_flash(client):
+    from openvle.events import create_event, create_template
+    from openvle.specs import utc
+
+    csrf = log_in(client, "tea", "teacher")
+    template = create_template("ubuntu", pve_vmid=9001, node="pve1", protocol="rdp")
+    start = utc(dt.datetime(2031, 1, 1, 9, tzinfo=dt.UTC))
+    event_id = create_event("Lab", template, start, start + dt.timedelta(hours=8), status="draft",
+                            teachers=[{"username": "tea", "email": "tea@uni.example"}])
+    refused = client.post(f"/events/{event_id}/run/retry", headers={"hx-request": "true", "x-csrf-token": csrf})
+    assert refused.status_code == 409
+    assert (refused.headers["hx-retarget"], refused.headers["hx-reswap"]) == ("#flash", "innerHTML")
+    assert refused.text.strip() == (f'<p class="flash-error"><strong>Not now:</strong> Event {event_id} is draft: '
+                                    'nothing failed, so nothing to retry (deploy or archive start a run)</p>')

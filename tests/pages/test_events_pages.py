@@ -93,7 +93,7 @@ def test_teacher_creates_an_event_adds_three_and_watches_the_deploy_reach_100(lo
     for row in range(3):
         expect(rows.nth(row).locator("td")).to_have_text(["done"] * 5)  # clone, start, access, email, course
     assert page.evaluate("window.sameDocument === true")  # all of it without a reload
-    expect(page.locator("#tasks")).to_contain_text("vm.clone")
+    expect(page.locator("#tasks")).to_contain_text(f"{others[1]}: clone")  # steps name the person
     shot(page, "event-deployed")
 
     # One of them, with the password they chose from the emailed link, finds their VM running.

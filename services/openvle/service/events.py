@@ -208,6 +208,15 @@ def list_members(actor: Actor, event_id: int) -> list[MemberView]:
         return _members(session, event_id)
 
 
+def participant_names(actor: Actor, event_id: int) -> dict[int, str]:
+    """Participant id -> user name, removed people included: a step's target names the participant
+    by id (event:E/participant:P/stage), a page shows who it is."""
+    with session_scope() as session:
+        authz.event(session, actor, event_id, manage="see the participants of")
+        return dict(session.execute(select(Participant.id, User.username).join(User, User.id == Participant.user_id)
+                                    .where(Participant.event_id == event_id)).all())
+
+
 def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdded:
     with session_scope() as session:
         event = authz.event(session, actor, event_id, manage="add people to")

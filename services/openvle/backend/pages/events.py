@@ -103,8 +103,18 @@ def _live(request: Request, actor: Actor, event_id: int):
 
 def _history(request: Request, actor: Actor, event_id: int):
     tasks = tasks_of(actor, TaskFilter(event_id=event_id), limit=TASK_HISTORY)
+    names = events.participant_names(actor, event_id)
+    steps = {t.id: _step(t.target, names) for t in tasks}
     return polled(request, "events/_tasks.html", actor, url=f"/events/{event_id}/tasks", box_id="tasks", every="2s",
-                  tasks=tasks)
+                  tasks=tasks, event_id=event_id, steps=steps)
+
+
+def _step(target: str | None, names: dict[int, str]) -> str:
+    """"event:4/participant:9/clone" -> "ada: clone"; "event:4/course" -> "course"; "event:4" -> "event"."""
+    parts = (target or "").split("/")
+    if len(parts) == 3 and parts[1].startswith("participant:") and parts[1][12:].isdigit():
+        return f"{names.get(int(parts[1][12:]), parts[1])}: {parts[2]}"
+    return parts[-1] if len(parts) > 1 else "event"
 
 
 def _event_page(request: Request, actor: Actor, event_id: int, status: int = 200, **forms: FormState) -> Response:
