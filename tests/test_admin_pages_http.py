@@ -8,6 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import wait_for
 from helpers import load_task
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, TaskStatus
@@ -84,3 +85,20 @@ def test_roles_the_admin_pages_do_not_reach_get_not_found(client):
     assert client.post("/tasks/confirm", data={"csrf_token": csrf, "action": "cancel", "ids": "1"}).status_code == 404
     assert client.post("/templates", data={"csrf_token": csrf, "name": "x"}).status_code == 404
     assert client.get("/tasks").status_code == 200 and client.get("/tokens").status_code == 200
+
+
+def test_the_queues_page_shows_counts_workers_by_role_with_their_task_and_the_next_runs(client, start_role):
+    log_in(client, "ada", "admin")
+    enqueue_operation("demo.moodle", {})  # waits: no worker takes the moodle queue here
+    start_role("scheduler")
+    worker = start_role("worker-vm-clone")
+    running = enqueue_operation("demo.pve_vm_clone", {"duration": 20})
+    wait_for(lambda: load_task(running.id).status == "processing", 30, "the clone-queue demo to run", worker)
+    page = wait_for(lambda: (text := client.get("/queues").text) and "purge-audit" in text and text, 30,
+                    "the scheduler's periodic jobs on the page")
+
+    row = re.search(r'<tr id="queue-moodle">(.*?)</tr>', page, re.S).group(1)
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row)[0] == "1"  # one waiting
+    assert "worker-vm-clone (1)" in page and f'href="/tasks/{running.id}">Task #{running.id}' in page
+    assert re.search(r"purge-audit</td><td><code>45 3 \* \* \*</code></td><td>[^<]*</td><td>\d{4}-\d\d-\d\d \d\d:\d\d",
+                     page)
