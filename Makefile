@@ -12,7 +12,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_backend.py tests/test_migrations.py \
 	tests/test_accounts.py tests/test_authz.py tests/test_api_schema.py tests/test_monitoring.py tests/test_pages_http.py tests/test_admin_pages_http.py
 
-.PHONY: install dev demo test test-embedded test-slow test-compose lint migrate up down logs bench bench-events bench-api bench-pages demo-task clean
+.PHONY: install dev demo test test-embedded test-slow test-compose lint migrate up down logs bench bench-events bench-clicks bench-api bench-pages demo-task clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench: $(STAMP)
 # Events of 10, 100 and 200 participants against the simulators: wall time vs the hypervisor's limit.
 bench-events: $(STAMP)
 	$(PY) bench/events.py $(BENCH_ARGS)
+
+# A student's start/stop/reset while a 200-participant event deploys and archives: what they wait for.
+bench-clicks: $(STAMP)
+	$(PY) bench/clicks.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

@@ -19,6 +19,8 @@ Guacamole, Moodle and SMTP, on this machine's MariaDB and Redis. It prints per s
   stmts/p statements the system sent to MariaDB during the deploy, per participant (target: flat).
           Counted per DB user (MariaDB userstat, a throw-away user the whole system runs as), so other
           clients on the server add nothing; the server-wide `Questions` delta is printed beside it.
+  Redis   peak Redis memory during the deploy above where it started, per participant (KiB)
+  worker  the largest peak resident set of one worker or work horse process (MiB)
 
 and a breakdown of where the time went, from the Task rows' timestamps and the Proxmox simulator's
 own record of when each clone task ran.
@@ -295,6 +297,7 @@ class Bench:
         timeout = self.args.timeout or max(300.0, 10 * (waves * clone_s + 10))
 
         before = self.statements()
+        memory = Footprint(self.redis, self.workers)
         t0 = time.time()
         request_deploy(event_id, requested_by="bench")
         settled_at, status, reason = None, None, None
@@ -315,6 +318,7 @@ class Bench:
                     break
                 if now - last_stall_check >= 2:  # every step done, yet the final marker never ran?
                     last_stall_check = now
+                    memory.sample()
                     still_open = conn.execute(text(steps_open)).scalar()
                     last_done = conn.execute(text(
                         f"SELECT MAX(finished_at) FROM {DB_NAME}.tasks WHERE operation NOT IN "
@@ -338,6 +342,7 @@ class Bench:
                 time.sleep(0.2)
             conn.rollback()
         after = self.statements()
+        memory.sample()
         wall = (settled_at or time.time()) - t0
         rq_stats = self.rq_stats()
         rq_stats["diagnosis"] = self.rq_diagnosis()
@@ -350,6 +355,7 @@ class Bench:
             "n": n, "wall": wall, "limit": limit, "limit_note": limit_note, "status": status, "reason": reason,
             "stmts": (delta["select"] + delta["update"] + delta["other"]) if self.user_made else None,
             "questions": delta["questions"], "delta": delta, "profile": profile,
+            "redis_peak": memory.redis_peak - memory.redis_before, "rss_peak": memory.rss_peak,
         }
         print_run(self.args, result)
         return result
@@ -519,6 +525,43 @@ class Bench:
         self.admin.dispose()
 
 
+class Footprint:
+    """Peaks sampled during a deploy: Redis memory above where it started, and the largest resident
+    set of one worker process or one of its work horses."""
+
+    def __init__(self, redis, workers: list[Role]):
+        self.redis, self.pids = redis, [w.proc.pid for w in workers]
+        self.redis_before = self.redis_peak = int(redis.info("memory")["used_memory"])
+        self.rss_peak = 0
+
+    def sample(self) -> None:
+        self.redis_peak = max(self.redis_peak, int(self.redis.info("memory")["used_memory"]))
+        for pid in self.pids + children(self.pids):
+            self.rss_peak = max(self.rss_peak, rss(pid))
+
+
+def children(pids: list[int]) -> list[int]:
+    found = []
+    for pid in pids:
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
+def rss(pid: int) -> int:
+    """Peak resident set (VmHWM) of a process in bytes; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class Role:
     """One role as its own process, like one compose service (tests/conftest.py RoleProcess)."""
 
@@ -673,15 +716,19 @@ def print_table(args, results: list[dict]) -> None:
     print(f"\nclone {args.clone_seconds:g} s, PVE_CLONE_CONCURRENCY={args.concurrency} (per node and per template; "
           f"one template, 3 nodes -> {args.concurrency} clones in flight at most), PVE_POLL_INTERVAL="
           f"{args.poll_interval}, {args.workers} x worker + {args.clone_workers} x worker-vm-clone")
-    print(f"{'participants':>12} {'wall s':>8} {'limit s':>8} {'ratio':>6} {'stmts/p':>8} {'Questions/p':>12}  status")
+    print(f"{'participants':>12} {'wall s':>8} {'limit s':>8} {'ratio':>6} {'stmts/p':>8} {'Questions/p':>12} "
+          f"{'Redis KiB/p':>11} {'worker MiB':>10}  status")
     for r in results:
         stmts = f"{r['stmts'] / r['n']:.1f}" if r["stmts"] is not None else "-"
         settled = r["profile"]["settled"] is not None
         wall = f"{r['wall']:.1f}" if settled else f">{r['wall']:.0f}"
         ratio = f"{r['wall'] / r['limit']:.2f}" if settled else f">{r['wall'] / r['limit']:.1f}"
         print(f"{r['n']:>12} {wall:>8} {r['limit']:>8.1f} {ratio:>6} {stmts:>8} "
-              f"{r['questions'] / r['n']:>12.1f}  {r['status']}")
-    print("targets: ratio <= 1.15 at 200; statements per participant flat from the smallest to the largest size")
+              f"{r['questions'] / r['n']:>12.1f} {r['redis_peak'] / 1024 / r['n']:>11.1f} "
+              f"{r['rss_peak'] / 2**20:>10.0f}  {r['status']}")
+    print("targets: ratio <= 1.15 at 200 (and at 1,000); statements per participant flat from the smallest to the "
+          "largest size.\nRedis KiB/p: peak Redis memory during the deploy above where it started, per participant; "
+          "worker MiB: the largest peak resident set of one worker or work horse process")
 
 
 if __name__ == "__main__":

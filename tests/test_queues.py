@@ -88,4 +88,4 @@ def test_every_queue_has_exactly_one_kind_of_worker_and_worker_all_has_all():
     split = [q for role, queues in ROLE_QUEUES.items() if role != "worker-all" for q in queues]
     assert sorted(split) == sorted(QUEUE_NAMES)
     assert ROLE_QUEUES["worker-all"] == QUEUE_NAMES
-    assert ROLE_QUEUES["worker"] == ("core_periodic", "guacamole", "mails", "moodle", "pve_vm_actions")
+    assert ROLE_QUEUES["worker"] == ("pve_vm_actions", "core_periodic", "guacamole", "mails", "moodle")

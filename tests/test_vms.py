@@ -16,10 +16,10 @@ from conftest import wait_for
 from helpers import load_task, retry_now, settled
 from openvle import pacing
 from openvle.connections import get_redis
-from openvle.context import TaskContext
+from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import CloneMode, Node, Template, Vm
-from openvle.jobs.vms import MARK, request_action, request_clone
+from openvle.jobs.vms import MARK, request_action, request_clone, start_vm, stop_vm
 from openvle.reconcile import reconcile
 from sandbox.proxmox import ProxmoxSimulator
 from sandbox.runner import seed_proxmox
@@ -221,6 +221,27 @@ def test_actions_run_twice_reach_the_same_end_state(pve, start_role):
     _, again = request_clone(row.template_id, "reuses-the-id")  # the range gets its id back
     assert wait_for(lambda: settled(again.id), 60, "a new clone", clone_worker).status == "success"
     assert vmid in sim_vms(pve)
+
+
+def test_a_clicked_action_is_watched_to_its_end_and_a_deploy_step_hands_back(pve, start_role, settings_env):
+    """A click settles as soon as Proxmox is done, not a PVE_POLL_INTERVAL later; a step of a deploy
+    (no one waiting on it) frees its worker at once and is looked at again later."""
+    vm_id, _ = clone_one(pve, start_role)
+    vmid = vm_row(vm_id).vmid
+    settings_env(**{**pve.env, "PVE_POLL_INTERVAL": "60", "PVE_ACTION_WATCH": "60"})
+    pve.state.configure(durations={"start": 0.5, "stop": 0.5})
+
+    task = request_action("start", vm_id)  # what the API and the pages ask for
+    assert task.params == {"vm_id": vm_id, "watch": True}
+    ctx = TaskContext(task_id=task.id, attempt=1, max_attempts=task.max_attempts, queue=task.queue)
+    result = start_vm(ctx, **task.params)
+    assert not isinstance(result, CheckBack), result
+    assert result["status"] == "running" and sim_vms(pve)[vmid]["status"] == "running"
+
+    step = stop_vm(ctx, vm_id)  # as a deploy or archive chain enqueues it
+    assert isinstance(step, CheckBack) and step.seconds == 60
+    finished = wait_for(lambda: sim_vms(pve)[vmid]["status"] == "stopped", 30, "the stop in Proxmox")
+    assert finished and stop_vm(ctx, vm_id)["status"] == "stopped"  # the next look finds it done
 
 
 def request_clone_delete(vm_id: int):

@@ -48,7 +48,7 @@ QUEUE_NAMES: tuple[str, ...] = tuple(QUEUES)
 
 # Each worker role listens on exactly these queues, in this order (RQ dequeues by strict priority).
 ROLE_QUEUES: dict[str, tuple[str, ...]] = {
-    "worker": ("core_periodic", "guacamole", "mails", "moodle", "pve_vm_actions"),
+    "worker": ("pve_vm_actions", "core_periodic", "guacamole", "mails", "moodle"),
     "worker-vm-clone": ("pve_vm_clone",),
     "worker-periodic": ("pve_periodic",),
     "worker-all": QUEUE_NAMES,

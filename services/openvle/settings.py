@@ -176,6 +176,10 @@ class _Settings(BaseSettings):
     PVE_ACTION_TIMEOUT: int = setting(
         600, "seconds a start, stop, reset, delete or migrate task may run", "seconds, 10 to 86400",
         ge=10, le=86400)
+    PVE_ACTION_WATCH: int = setting(
+        10, "seconds a start, stop or reset that someone clicked is watched within its job (each look "
+        "0.25 s apart) before the worker looks back every PVE_POLL_INTERVAL; 0 never watches",
+        "seconds, 0 to 60", ge=0, le=60)
     PVE_POLL_INTERVAL: int = setting(
         3, "seconds between checks of a running Proxmox task (the worker is free meanwhile)",
         "seconds, 1 to 60", ge=1, le=60)

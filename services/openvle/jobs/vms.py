@@ -72,6 +72,8 @@ def request_action(action: str, vm_id: int, *, target_node: str | None = None, r
     params: dict[str, Any] = {"vm_id": vm_id}
     if action == "migrate":
         params["target"] = target_node
+    else:
+        params["watch"] = True  # someone is looking at the button: see it settle within a second
     return enqueue_operation(f"vm.{action}", params, target=f"vm:{vm_id}", requested_by=requested_by)
 
 
@@ -356,19 +358,31 @@ def _done(pve: Proxmox, vm: Vm, action: str) -> dict:
 
 
 @operation("vm.start", queue="pve_vm_actions")
-def start_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
-    return _act(ctx, vm_id, "start")
+def start_vm(ctx: TaskContext, vm_id: int, watch: bool = False) -> dict | CheckBack:
+    return _watched(ctx, vm_id, "start", watch)
 
 
 @operation("vm.stop", queue="pve_vm_actions")
-def stop_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
-    return _act(ctx, vm_id, "stop")
+def stop_vm(ctx: TaskContext, vm_id: int, watch: bool = False) -> dict | CheckBack:
+    return _watched(ctx, vm_id, "stop", watch)
 
 
 @operation("vm.reset", queue="pve_vm_actions")
-def reset_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
+def reset_vm(ctx: TaskContext, vm_id: int, watch: bool = False) -> dict | CheckBack:
     """Restart a running VM hard; a stopped VM is started (the end state is the same: running)."""
-    return _act(ctx, vm_id, "reset")
+    return _watched(ctx, vm_id, "reset", watch)
+
+
+def _watched(ctx: TaskContext, vm_id: int, action: str, watch: bool) -> dict | CheckBack:
+    """A click (`watch`) is followed here for up to PVE_ACTION_WATCH s: RQ calls back in whole seconds
+    after PVE_POLL_INTERVAL, and the person who clicked waits for every one of them. Steps of a
+    deploy or archive do not watch: nobody waits on one of them, and a held worker delays the rest."""
+    result = _act(ctx, vm_id, action)
+    deadline = time.monotonic() + (get_settings().PVE_ACTION_WATCH if watch else 0)
+    while isinstance(result, CheckBack) and time.monotonic() < deadline:
+        time.sleep(LINGER_STEP)
+        result = _act(ctx, vm_id, action)
+    return result
 
 
 @operation("vm.migrate", queue="pve_vm_actions")
