@@ -24,7 +24,7 @@ FIELDS = ("name", "days")
 
 def _page(request: Request, actor: Actor, values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
           status: int = 200, made: NewTokenView | None = None, note: str | None = None):
-    # A fresh token's page must not be kept by a browser cache or shown again from history.
+    # Every page is sent with Cache-Control: no-store (render.html), so a fresh token is not kept by a cache.
     return render(request, "admin/tokens.html", actor, status=status, title="My API tokens",
                   tokens=users.my_tokens(actor), values=values or {"name": "", "days": ""}, errors=errors or {},
                   made=made, note=note)
