@@ -102,3 +102,18 @@ def test_the_queues_page_shows_counts_workers_by_role_with_their_task_and_the_ne
     assert "worker-vm-clone (1)" in page and f'href="/tasks/{running.id}">Task #{running.id}' in page
     assert re.search(r"purge-audit</td><td><code>45 3 \* \* \*</code></td><td>[^<]*</td><td>\d{4}-\d\d-\d\d \d\d:\d\d",
                      page)
+
+
+def test_a_new_token_is_shown_once_kept_by_no_cache_and_nowhere_in_the_audit_log(client):
+    from sqlalchemy import select
+
+    from openvle.db.models import AuditEntry
+
+    csrf = log_in(client, "sue")
+    made = client.post("/tokens", data={"csrf_token": csrf, "name": "grading", "days": "7"})
+    assert made.status_code == 201 and made.headers["cache-control"] == "no-store"
+    token = re.search(r'id="token-value" class="token" readonly value="([^"]+)"', made.text).group(1)
+    assert token not in client.get("/tokens").text
+    with session_scope() as session:
+        details = [f"{e.path} {e.detail}" for e in session.execute(select(AuditEntry)).scalars()]
+    assert any("token 'grading' made" in d for d in details) and not any(token in d for d in details)
