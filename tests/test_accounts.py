@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from conftest import ROOT, wait_for
+from conftest import ROOT, WAIT_SCALE, wait_for
 from helpers import account, bearer
 from openvle.accounts import throttle
 from openvle.db.engine import session_scope
@@ -211,7 +211,7 @@ def test_people_of_an_event_made_through_the_api_become_accounts_and_are_invited
 
 def run_cli(stores, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "openvle", *args], env=stores.env(), cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120 * WAIT_SCALE)
 
 
 def test_the_first_admin_and_tokens_from_the_command_line(clean, client):

@@ -11,7 +11,7 @@ import sys
 import httpx
 from redis import Redis
 
-from conftest import die_with_parent, wait_for
+from conftest import WAIT_SCALE, die_with_parent, wait_for
 from openvle.clients import guacamole
 from test_backend import free_port
 
@@ -64,7 +64,7 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
         Redis.from_url(redis_url).set(guacamole.TOKEN_KEY, "session-of-the-dev-worker")
     finally:
         os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
-        code = dev.wait(timeout=90)
+        code = dev.wait(timeout=90 * WAIT_SCALE)
     text = output()
     assert code == 0, text[-3000:]
     for role in ("backend", "scheduler", "worker-all"):

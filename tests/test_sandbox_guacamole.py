@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from conftest import WAIT_SCALE
 from sandbox.clock import FakeClock
 from sandbox.guacamole import GuacamoleSimulator, GuacamoleState, client_link_id, client_url, parse_client_link_id
 
@@ -575,5 +576,5 @@ def test_command_line_serves_until_terminated():
         assert resp.status_code == 200 and resp.json()["username"] == "admin"
     finally:
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=10 * WAIT_SCALE) == 0
         proc.stdout.close()

@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 
 import pytest
 
+from conftest import WAIT_SCALE
 from sandbox.clock import Clock, FakeClock
 from sandbox.mail import MailCatcher, MailState
 
@@ -396,6 +397,6 @@ def test_command_line():
             assert [m["subject"] for m in json.load(response)] == ["via the CLI"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=10 * WAIT_SCALE) == 0
         proc.stdout.close()
         proc.stderr.close()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import wait_for
+from conftest import WAIT_SCALE, wait_for
 from sandbox.moodle import MoodleSimulator, MoodleState
 
 TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -527,4 +527,4 @@ def test_command_line(tmp_path: Path):
         assert resp.json()["courses"][0]["id"] == 2
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=10 * WAIT_SCALE) == 0

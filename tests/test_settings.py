@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import WAIT_SCALE
 from openvle.settings import COMPOSE_ONLY, TERMINAL, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ def run_openvle(*args: str, **env: str) -> subprocess.CompletedProcess:
     base.pop("REDIS_URL", None)
     base.pop("DATABASE_URL", None)
     return subprocess.run([sys.executable, "-m", "openvle", *args], env={**base, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60 * WAIT_SCALE)
 
 
 def test_defaults_are_the_documented_ones(monkeypatch):
