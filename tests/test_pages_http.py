@@ -209,3 +209,52 @@ def test_a_refused_button_says_why_in_the_page_flash(client):
     assert (refused.headers["hx-retarget"], refused.headers["hx-reswap"]) == ("#flash", "innerHTML")
     assert refused.text.strip() == (f'<p class="flash-error"><strong>Not now:</strong> Event {event_id} is draft: '
                                     'nothing failed, so nothing to retry (deploy or archive start a run)</p>')
+
+
+def test_my_labs_says_each_vms_state_in_words_and_lists_only_ones_own(clean):
+    """service.vms.my_labs, which the cards draw: the state in words, the action pending, the last
+    failure; a teacher's My labs holds their own VMs, not their students'."""
+    import uuid
+
+    from openvle.accounts.identity import Actor
+    from openvle.db.models import Event, Participant, Task
+    from openvle.service.vms import my_labs
+
+    student, _ = account("ada")
+    teacher, _ = account("tea", "teacher")
+    with session_scope() as session:
+        template = Template(name="tpl", pve_vmid=9001, node="pve1", clone_mode="linked", protocol="rdp", port=3389)
+        session.add(template)
+        session.flush()
+        event = Event(name="Lab", template_id=template.id, start_at=dt.datetime(2031, 1, 1),
+                      end_at=dt.datetime(2031, 1, 2), status="deployed")
+        session.add(event)
+        session.flush()
+        session.add(Participant(event_id=event.id, user_id=teacher, role="teacher"))
+        vms = {}
+        for name, state, status in (("cloning", "provisioning", None), ("broken", "provisioning", None),
+                                    ("on", "ready", "running"), ("off", "ready", "stopped"), ("gone", "deleted", None)):
+            vms[name] = Vm(name=name, template_id=template.id, state=state, status=status, user_id=student,
+                           event_id=event.id)
+            session.add(vms[name])
+        session.flush()
+
+        def task(vm: str, operation: str, status: str, error: str | None = None):
+            session.add(Task(operation=operation, queue="pve_vm_actions", status=status, error=error,
+                             vm_id=vms[vm].id, rq_job_id=uuid.uuid4().hex))
+            session.flush()
+
+        task("cloning", "vm.clone", "processing")
+        task("broken", "vm.clone", "error", "template 9001 does not exist")
+        task("on", "vm.stop", "error", "VM is locked (backup)")
+        task("on", "vm.stop", "queued")
+        task("off", "vm.start", "error", "timeout")
+        task("off", "vm.stop", "success")  # a later success: the old failure is no news any more
+    seen = {lab.vm.name: lab for lab in my_labs(Actor(student, "ada", "student", "session"))}
+    assert {name: (lab.state, lab.pending, lab.can_act) for name, lab in seen.items()} == {
+        "cloning": ("being cloned", None, False), "broken": ("failed", None, False),
+        "on": ("running", "stop", False), "off": ("stopped", None, True)}
+    assert seen["broken"].last_error == "Making the VM (clone) did not work: template 9001 does not exist"
+    assert seen["on"].last_error == "Stop did not work: VM is locked (backup)"
+    assert seen["off"].last_error is None and seen["on"].event_name == "Lab"
+    assert my_labs(Actor(teacher, "tea", "teacher", "session")) == []

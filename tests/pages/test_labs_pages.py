@@ -62,17 +62,23 @@ def test_a_student_sees_only_their_vm_stops_it_and_sees_it_stopped_without_reloa
     shot(page, "my-labs", readme=True)
 
     page.evaluate("window.sameDocument = true")  # gone if the page reloads or navigates
+    # A backup holds the VM's lock: the stop waits for it, so "pending" is on screen for certain,
+    # however fast the worker is; then the lock goes and the stop goes through.
+    pve = system.sims["pve"].state
+    with pve.lock:
+        pve.vms[_vmid(vms[me])].conf["lock"] = "backup"
     card.get_by_role("button", name="Stop").click()
-    # Pending at once (the buttons wait), then the new state on its own once the Task settles.
     expect(card.locator(".pending")).to_have_text("Stopping…")
     expect(card.get_by_role("button", name="Reset")).to_be_disabled()
+    with pve.lock:
+        pve.vms[_vmid(vms[me])].conf.pop("lock")
+    # The new state on its own once the Task settles.
     expect(card.locator(".badge")).to_have_text("stopped")
     expect(card.locator(".pending")).to_have_count(0)
     expect(card.get_by_role("button", name="Start")).to_be_enabled()
     expect(card.get_by_role("link", name="Open in Guacamole")).to_have_count(0)
     assert page.evaluate("window.sameDocument === true")
-    assert system.sims["pve"].state.snapshot()["vms"]  # the simulator really stopped it:
-    assert {v["vmid"]: v["status"] for v in system.sims["pve"].state.snapshot()["vms"]}[_vmid(vms[me])] == "stopped"
+    assert {v["vmid"]: v["status"] for v in pve.snapshot()["vms"]}[_vmid(vms[me])] == "stopped"  # really stopped
     shot(page, "my-labs-stopped")
 
     # The classmate's VM page does not exist for this student.

@@ -7,7 +7,7 @@ the path) is drawn as an HTML page instead of the API's JSON."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -64,8 +64,6 @@ async def page_actor(request: Request, bearer: HTTPAuthorizationCredentials | No
         # Polls (htmx) come back to the page they belong to, never to a fragment's URL.
         back = request.headers.get("hx-current-url") if is_htmx(request) else None
         if back:
-            from urllib.parse import urlsplit
-
             parts = urlsplit(back)
             back = parts.path + (f"?{parts.query}" if parts.query else "")
         else:

@@ -147,13 +147,13 @@ def event_tasks(event_id: Id, request: Request, actor: Actor = Depends(page_acto
 
 
 @router.post("/events/{event_id}/run/{verb}", name="pages.event_run")
-async def run(event_id: Id, verb: Literal["deploy", "archive", "retry"], request: Request,
-              actor: Actor = Depends(page_actor)) -> Response:
+def run(event_id: Id, verb: Literal["deploy", "archive", "retry"], request: Request,
+        actor: Actor = Depends(page_actor)) -> Response:
     """Deploy, archive or retry what failed: the API's own calls. htmx gets the live part back."""
-    await run_in_threadpool(getattr(events, verb), actor, event_id)
+    {"deploy": events.deploy, "archive": events.archive, "retry": events.retry}[verb](actor, event_id)
     if not is_htmx(request):
         return RedirectResponse(f"/events/{event_id}", status_code=303)
-    box, _ = await run_in_threadpool(_live, request, actor, event_id)
+    box, _ = _live(request, actor, event_id)
     return html(str(box))
 
 

@@ -8,7 +8,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from openvle.accounts.identity import Actor
 from openvle.backend.common import Id
@@ -51,14 +50,13 @@ def lab_card(vm_id: Id, request: Request, actor: Actor = Depends(page_actor)) ->
 
 
 @router.post("/labs/vms/{vm_id}/{action}", name="pages.lab_act")
-async def act(vm_id: Id, action: Literal["start", "stop", "reset"], request: Request,
-              then: Literal["list", "card"] = Query("list"), actor: Actor = Depends(page_actor)) -> Response:
+def act(vm_id: Id, action: Literal["start", "stop", "reset"], request: Request,
+        then: Literal["list", "card"] = Query("list"), actor: Actor = Depends(page_actor)) -> Response:
     """The same request as POST /api/vms/{id}/{action}; answers with what the button sits in (the
     list of cards, or the one card), now showing the action pending. Without JavaScript the form
     posts and comes back to the page."""
-    await run_in_threadpool(vms.act, actor, vm_id, action)
+    vms.act(actor, vm_id, action)
     if not is_htmx(request):
         return RedirectResponse("/labs" if then == "list" else f"/labs/vms/{vm_id}", status_code=303)
-    box, _ = await run_in_threadpool(_cards if then == "list" else _card, request, actor,
-                                     *(() if then == "list" else (vm_id,)))
+    box, _ = _cards(request, actor) if then == "list" else _card(request, actor, vm_id)
     return html(str(box))
