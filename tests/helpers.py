@@ -50,6 +50,9 @@ def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
         due = redis.zscore(registry.key, job_id) if failed else None
         return (due, attempts[-1].finished_at) if due is not None else None
 
+    from conftest import WAIT_SCALE
+
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     while (found := failed_and_scheduled()) is None:
         if time.monotonic() > deadline:

@@ -68,6 +68,9 @@ def test_the_same_vm_action_asked_twice_while_in_flight_is_enqueued_once(admin):
     assert first.json()["created"] and not again.json()["created"] and other.json()["created"]
     assert again.json()["task"]["id"] == first.json()["task"]["id"] != other.json()["task"]["id"]
     assert first.json()["task"]["vm_id"] == vm_id and first.json()["task"]["requested_by"] == "user:ops"
+    assert first.json()["task"]["event_id"] == event  # a click on an event's VM is in the event's Tasks
+    listed = admin.get("/api/tasks", params={"event_id": event}).json()["items"]
+    assert {t["id"] for t in listed} == {first.json()["task"]["id"], other.json()["task"]["id"]}
     deploy = [admin.post(f"/api/events/{event}/deploy").json() for _ in range(2)]
     assert [d["created"] for d in deploy] == [True, False] and deploy[0]["task"]["id"] == deploy[1]["task"]["id"]
     with session_scope() as session:

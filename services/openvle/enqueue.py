@@ -101,13 +101,13 @@ def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, in
     event_id, vm_id = params.get("event_id"), params.get("vm_id")
     if not isinstance(event_id, int) and target and (match := _EVENT_TARGET.match(target)):
         event_id = int(match[1])
-    if not isinstance(vm_id, int) and target and (match := _VM_TARGET.match(target)):
+    if not isinstance(vm_id, int) and target and (match := _VM_TARGET.search(target)):
         vm_id = int(match[1])
     return (event_id if isinstance(event_id, int) else None), (vm_id if isinstance(vm_id, int) else None)
 
 
 _EVENT_TARGET = re.compile(r"event:(\d+)")
-_VM_TARGET = re.compile(r"vm:(\d+)")
+_VM_TARGET = re.compile(r"(?:^|/)vm:(\d+)")
 
 
 def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str] = (), retries_left: int | None = None,

@@ -68,13 +68,16 @@ def request_clone(template_id: int, name: str, *, event_id: int | None = None, p
     return vm_id, task
 
 
-def request_action(action: str, vm_id: int, *, target_node: str | None = None, requested_by: str | None = None):
+def request_action(action: str, vm_id: int, *, target_node: str | None = None, requested_by: str | None = None,
+                   event_id: int | None = None):
+    """Start, stop, reset or migrate one VM; a VM of an event names it, so the event's Tasks show it."""
     params: dict[str, Any] = {"vm_id": vm_id}
     if action == "migrate":
         params["target"] = target_node
     else:
         params["watch"] = True  # someone is looking at the button: see it settle within a second
-    return enqueue_operation(f"vm.{action}", params, target=f"vm:{vm_id}", requested_by=requested_by)
+    target = f"event:{event_id}/vm:{vm_id}" if event_id is not None else f"vm:{vm_id}"
+    return enqueue_operation(f"vm.{action}", params, target=target, requested_by=requested_by)
 
 
 # --- shared steps -----------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
         if vm.state != VmState.READY:
             raise Conflict(f"VM {vm_id} is {vm.state}: only a ready VM can {action} (wait for it, or look at its "
                            "Tasks)")
+        event_id = vm.event_id
         if action == "migrate":
             nodes = list(session.execute(select(Node.name).order_by(Node.name)).scalars())
             if not target_node:
@@ -78,7 +79,8 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
                 .order_by(Task.id.desc()).limit(1)).scalar()
         if running is not None:
             return TaskRequest(task=get_task(actor, running), created=False)
-        task = request_action(action, vm_id, target_node=target_node, requested_by=actor.requested_by)
+        task = request_action(action, vm_id, target_node=target_node, requested_by=actor.requested_by,
+                              event_id=event_id)
     return TaskRequest(task=get_task(actor, task.id), created=True)
 
 
