@@ -262,6 +262,8 @@ def progress(event_id: int) -> dict:
     people: dict[str, dict[str, str]] = {}
     stages: dict[str, dict[str, int]] = {}
     for target, (_, status) in latest.items():
+        if "/vm:" in target:
+            continue  # a start, stop or reset someone clicked: not a stage of the deploy or archive
         parts = target.split("/")
         stage = parts[-1]
         owner = names.get(int(parts[1].split(":")[1]), parts[1]) if len(parts) == 3 else "event"
