@@ -31,7 +31,7 @@ def test_a_page_sends_to_login_and_back_a_wrong_password_keeps_the_name(open_bro
     expect(page).to_have_url(re.compile(r"/labs$"))
     expect(page.get_by_role("heading", name="My labs")).to_be_visible()
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link")).to_have_text(["My labs"])  # no Events, no admin pages for a student
+    expect(nav.get_by_role("link")).to_have_text(["My labs", "My tokens"])  # no Events, no admin pages for a student
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto("/labs")
@@ -41,7 +41,8 @@ def test_a_page_sends_to_login_and_back_a_wrong_password_keeps_the_name(open_bro
 def test_a_teacher_lands_on_events_and_a_student_may_not_open_them(login):
     page, _ = login("teacher")
     expect(page).to_have_url(re.compile(r"/events$"))
-    expect(page.get_by_role("navigation", name="Main").get_by_role("link")).to_have_text(["My labs", "Events"])
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link")).to_have_text(
+        ["My labs", "Events", "Tasks", "My tokens"])
     student, _ = login("student")
     answer = student.goto("/events")
     assert answer.status == 403

@@ -78,7 +78,12 @@ class Guacamole:
         if response.status_code == 403:
             raise GuacamolePermanentError(
                 "Guacamole refused the login: check GUACAMOLE_USER and GUACAMOLE_PASSWORD")
-        token = self._body(response)["authToken"]
+        body = self._body(response) or {}
+        if response.status_code >= 400 or "authToken" not in body:  # a failed login is said as such
+            message = body.get("message") if isinstance(body, dict) else None
+            raise GuacamoleTransientError(f"Guacamole answered {response.status_code} to the login: "
+                                          f"{message or response.reason_phrase or 'no token'}")
+        token = body["authToken"]
         redis.set(TOKEN_KEY, token, ex=3600)
         return token
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from openvle.backend.pages import audit, labs, login, nodes, operations, password, tasks, tokens, users, vm_templates
 from openvle.backend.pages import events as event_pages
-from openvle.backend.pages import labs, login, password
 from openvle.backend.pages.render import STATIC, STATIC_URL
 
-ROUTERS = [login.router, password.router, labs.router, event_pages.router]
+ROUTERS = [login.router, password.router, labs.router, event_pages.router,
+           # the admin pages (and everyone's tokens)
+           tasks.router, operations.router, nodes.router, vm_templates.router, users.router, tokens.router,
+           audit.router]
 
 
 def install(app: FastAPI) -> None:

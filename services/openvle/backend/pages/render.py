@@ -45,6 +45,13 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("My labs", "/labs", AccountRole.STUDENT),
     NavItem("Events", "/events", AccountRole.TEACHER),
+    NavItem("Tasks", "/tasks", AccountRole.TEACHER),
+    NavItem("Queues", "/queues", AccountRole.ADMIN),
+    NavItem("Nodes", "/nodes", AccountRole.ADMIN),
+    NavItem("Templates", "/templates", AccountRole.ADMIN),
+    NavItem("Users", "/users", AccountRole.ADMIN),
+    NavItem("Audit log", "/audit", AccountRole.ADMIN),
+    NavItem("My tokens", "/tokens", AccountRole.STUDENT),
 ]
 
 
