@@ -15,19 +15,16 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, insert, text
 
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = os.environ.get("OPENVLE_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
+from backend import ROOT, bench_database, running_backend
+
 DATABASE = "openvle_bench_api"
 REDIS_URL = os.environ.get("OPENVLE_BENCH_REDIS", "redis://127.0.0.1:6379/9")
 STATUSES = [("success", 85), ("error", 5), ("cancelled", 3), ("queued", 5), ("processing", 2)]
@@ -36,12 +33,6 @@ OPERATIONS = {"pve_vm_clone": "vm.clone", "pve_vm_actions": "vm.start", "mails":
               "guacamole": "guac.provision", "moodle": "event.enrol", "core_periodic": "event.deploy",
               "pve_periodic": "nodes.sync"}
 PAGE = 50
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fill(url: str, count: int) -> dict:
@@ -150,49 +141,16 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     args = parser.parse_args()
 
-    admin = create_engine(ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
-        conn.execute(text(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    url = f"{ADMIN_URL}{DATABASE}"
-    backend = None
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))}
-        env.update(DATABASE_URL=url, REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1")
-        subprocess.run([sys.executable, "-m", "openvle", "migrate"], env=env, cwd=ROOT, check=True,
-                       capture_output=True)
+    with bench_database(DATABASE, REDIS_URL) as url:
         filled = fill(url, args.tasks)
         token = admin_token(url)
         print(f"filled {args.tasks} Tasks (and their attempts) in {filled['seconds']:.1f}s; "
               f"{len(filled['error_ids'])} failed ones", flush=True)
-        port = free_port()
-        log = open(ROOT / "var" / "bench-api-backend.log", "w") if (ROOT / "var").is_dir() else subprocess.DEVNULL
-        backend = subprocess.Popen([sys.executable, "-m", "openvle", "run", "backend"], cwd=ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, env={**env, "BACKEND_PORT": str(port),
-                                                                  "BACKEND_MIGRATE_ON_START": "false",
-                                                                  "LOG_LEVEL": "WARNING"})
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or backend.poll() is not None:
-                raise RuntimeError("the backend did not start (see var/bench-api-backend.log)")
-            time.sleep(0.2)
-        print(f"{args.clients} clients for {args.seconds:.0f}s (after {args.warmup:.0f}s warm-up), one backend "
-              "process, interleaved requests:", flush=True)
-        timings = asyncio.run(load(base, token, args.clients, args.seconds, args.warmup, args.tasks,
-                                   filled["error_ids"]))
-    finally:
-        if backend is not None:
-            backend.terminate()
-            backend.wait(timeout=30)
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
-        admin.dispose()
+        with running_backend(url, REDIS_URL, "bench-api-backend.log") as base:
+            print(f"{args.clients} clients for {args.seconds:.0f}s (after {args.warmup:.0f}s warm-up), one backend "
+                  "process, interleaved requests:", flush=True)
+            timings = asyncio.run(load(base, token, args.clients, args.seconds, args.warmup, args.tasks,
+                                       filled["error_ids"]))
 
     width = max(len(name) for name in timings)
     print(f"\n{'request':<{width}}  {'n':>6}  {'p50 ms':>8}  {'p99 ms':>8}")

@@ -170,13 +170,14 @@ class Bench:
         pve.state.start_task = recording_start_task
         self.env = {
             "REDIS_URL": self.args.redis, "DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING",
+            "SECRET_KEY": secrets.token_urlsafe(32),  # a throwaway key: the database is dropped after the run
             "PVE_HOST": "127.0.0.1", "PVE_PORT": str(pve.port), "PVE_USER": "openvle@pve", "PVE_TOKEN_NAME": "bench",
             "PVE_TOKEN_VALUE": token, "PVE_VERIFY_SSL": pve.ca_path,
             "PVE_POLL_INTERVAL": str(self.args.poll_interval), "PVE_CLONE_CONCURRENCY": str(self.args.concurrency),
             "GUACAMOLE_URL": self.sims["guac"].url, "GUACAMOLE_USER": "guacadmin",
             "GUACAMOLE_PASSWORD": "guac-bench-1",
             "MOODLE_URL": self.sims["moodle"].url, "MOODLE_TOKEN": "moodle-bench-token-1", "MOODLE_CATEGORY_ID": "2",
-            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.sims["mail"].smtp_port),
+            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.sims["mail"].smtp_port), "SMTP_TLS": "none",
             "MAIL_FROM": "OpenVLE <lab@openvle.test>",
         }
         for key in [k for k in os.environ if k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))]:

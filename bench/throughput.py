@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -40,7 +41,8 @@ def main() -> int:
         with admin.begin() as conn:
             conn.execute(text("DROP DATABASE IF EXISTS openvle_bench"))
             conn.execute(text("CREATE DATABASE openvle_bench"))
-    os.environ.update(DATABASE_URL=database_url, REDIS_URL=args.redis, LOG_LEVEL="WARNING")
+    os.environ.update(DATABASE_URL=database_url, REDIS_URL=args.redis, LOG_LEVEL="WARNING",
+                      SECRET_KEY=secrets.token_urlsafe(32))  # a throwaway key: the database is dropped after
 
     import logging
 

@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_TEST_DBS = (15, *range(12, 0, -1))
 MARIADB_ADMIN_URL = os.environ.get("OPENVLE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 OWNER_KEY = "openvle:tests:owner"
+# What production sets in .env: stored credentials are encrypted with it (openvle.credentials).
+TEST_SECRET_KEY = "test-secret-key-Vx7Qm2Lp9Rk4Zt8Wn3Hs6Jd1"
+# Every test process and role gets these unless a test says otherwise: the key above, and plain SMTP,
+# which the sandbox mail catcher speaks unless a test starts it with TLS (tests/test_mail.py does).
+TEST_ENV = {"SECRET_KEY": TEST_SECRET_KEY, "SMTP_TLS": "none"}
 
 
 def _claim_redis_db() -> str:
@@ -97,7 +102,7 @@ class Stores:
         environment, the test stores and `extra`; never what an earlier test put in os.environ."""
         env = {k: v for k, v in _ORIGINAL_ENVIRON.items() if not k.startswith(("SERVICE_", "QUEUE_", "WORKER_"))}
         env.update(REDIS_URL=self.redis_url, DATABASE_URL=self.database_url, PYTHONUNBUFFERED="1",
-                   LOG_LEVEL="INFO", BACKEND_MIGRATE_ON_START="false")
+                   LOG_LEVEL="INFO", BACKEND_MIGRATE_ON_START="false", **TEST_ENV)
         env.update(extra)
         return env
 
@@ -161,7 +166,7 @@ def _use(chosen: Stores, **extra: str) -> None:
             del os.environ[key]
     os.environ.update({k: v for k, v in _ORIGINAL_ENVIRON.items()
                        if not k.startswith(("QUEUE_", "WORKER_", "SERVICE_", "PYTEST_"))})
-    os.environ.update({"REDIS_URL": chosen.redis_url, "DATABASE_URL": chosen.database_url, **extra})
+    os.environ.update({"REDIS_URL": chosen.redis_url, "DATABASE_URL": chosen.database_url, **TEST_ENV, **extra})
     from openvle.db import engine
     from openvle.settings import get_settings
 

@@ -50,6 +50,9 @@ def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
         due = redis.zscore(registry.key, job_id) if failed else None
         return (due, attempts[-1].finished_at) if due is not None else None
 
+    from conftest import WAIT_SCALE
+
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     while (found := failed_and_scheduled()) is None:
         if time.monotonic() > deadline:
@@ -83,3 +86,17 @@ def admin_client():
     client = TestClient(create_app())
     client.headers.update(bearer(token))
     return client
+
+
+def sandbox_env(sims: dict) -> dict[str, str]:
+    """The settings that point the system at simulators started in the test process
+    (keys pve, guac, moodle, mail), as `make dev` points it at the sandbox."""
+    pve, guac, moodle, mail = sims["pve"], sims["guac"], sims["moodle"], sims["mail"]
+    return {
+        "PVE_HOST": "127.0.0.1", "PVE_PORT": str(pve.port), "PVE_USER": pve.user, "PVE_TOKEN_NAME": pve.token_name,
+        "PVE_TOKEN_VALUE": pve.token_value, "PVE_VERIFY_SSL": pve.ca_path, "PVE_POLL_INTERVAL": "1",
+        "PVE_CLONE_CONCURRENCY": "4",
+        "GUACAMOLE_URL": guac.url, "GUACAMOLE_USER": "guacadmin", "GUACAMOLE_PASSWORD": "guac-pass-1",
+        "MOODLE_URL": moodle.url, "MOODLE_TOKEN": "moodle-token-1", "MOODLE_CATEGORY_ID": "2",
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.smtp_port), "MAIL_FROM": "OpenVLE <lab@openvle.test>",
+    }

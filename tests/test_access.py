@@ -10,6 +10,7 @@ from helpers import retry_now, settled
 from openvle.db.engine import session_scope
 from openvle.db.models import Template, User, Vm
 from openvle.enqueue import enqueue_operation
+from openvle.guacamole_passwords import reveal
 from sandbox.guacamole import GuacamoleSimulator, client_link_id
 
 ADMIN_PASSWORD = "guac-admin-pass-4471"
@@ -90,7 +91,7 @@ def test_provisioning_twice_creates_each_object_once(guac, start_role):
         ada = session.execute(select(User).where(User.username == "ada")).scalar_one()
         assert vm.guac_connection_id == conn_id and vm.guac_sharing_profile_id == profile_id
         assert vm.access_link == f"{guac.url}/#/client/{client_link_id(conn_id, 'mysql')}"
-        assert ada.guacamole_password and ada.guacamole_password not in worker.output
+        assert ada.guacamole_password_encrypted and reveal(ada.id) not in worker.output
     assert ADMIN_PASSWORD not in worker.output
 
 

@@ -50,7 +50,7 @@ status: scheduled
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "openvle", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout * WAIT_SCALE)
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

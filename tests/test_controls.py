@@ -113,8 +113,13 @@ def test_requeue_starts_a_new_series_of_attempts_and_keeps_the_old_ones(admin, s
     assert refused["skipped"][0]["reason"] == f"task {parent.id} it depends on did not succeed: requeue that one first"
     dry = admin.post("/api/tasks/actions/requeue", json={"filter": {"status": "error"}, "dry_run": True}).json()
     assert dry["task_ids"] == [parent.id]
-    # Both by ids, oldest first: the parent is queued again before its child waits on it.
-    done = admin.post("/api/tasks/actions/requeue", json={"task_ids": [child.id, parent.id]}).json()
+    # Both by ids, oldest first: the parent is queued again before its child waits on it; the dry run
+    # (what a confirmation shows) counts the child too, since its parent goes first.
+    both = {"task_ids": [child.id, parent.id]}
+    dry = admin.post("/api/tasks/actions/requeue", json={**both, "dry_run": True}).json()
+    assert (dry["task_ids"], dry["skipped"]) == ([parent.id, child.id], [])
+    assert task_status(parent.id) == "error"
+    done = admin.post("/api/tasks/actions/requeue", json=both).json()
     assert done["task_ids"] == [parent.id, child.id], done
 
     finished = wait_for(lambda: settled(child.id), 30, "the chain to finish", worker)

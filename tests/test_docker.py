@@ -129,7 +129,7 @@ def test_app_services_share_one_image_and_valid_roles(prod, dev):
             assert svc["build"]["dockerfile"] == "docker/Dockerfile", name
             assert Path(svc["build"]["context"]) == ROOT, name
             assert svc["environment"]["SERVICE_ROLE"] in ROLES, name
-            assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
+            assert svc["environment"]["REDIS_URL"] == "redis://:change-me-redis@redis:6379/0", name  # .env.example's
             assert svc["environment"]["DATABASE_URL"].startswith("mysql+pymysql://openvle:"), name
             assert svc["environment"]["DATABASE_URL"].endswith("@mariadb:3306/openvle"), name
             assert svc["restart"] == "unless-stopped", name
@@ -161,12 +161,28 @@ def test_worker_replicas_and_names(prod):
     assert any(p["target"] == 8000 and p["published"] == "8000" for p in services["backend"]["ports"])
 
 
-def test_compose_refuses_to_start_without_database_passwords(compose_bin, tmp_path):
-    """No default password: a stack started without .env would otherwise run on a known one."""
-    (tmp_path / "empty.env").write_text("")
-    result = run_compose(compose_bin, PROD, "config", "-q", env_file=str(tmp_path / "empty.env"))
+@pytest.mark.parametrize("password", ["MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD", "REDIS_PASSWORD", "MONGO_PASSWORD"])
+def test_compose_refuses_to_start_without_each_store_password(compose_bin, tmp_path, password):
+    """No default password: a stack started without .env would otherwise run on a known one, or none."""
+    example = (ROOT / ".env.example").read_text().splitlines()
+    (tmp_path / "partial.env").write_text("\n".join(line for line in example if not line.startswith(f"{password}=")))
+    result = run_compose(compose_bin, PROD, "config", "-q", env_file=str(tmp_path / "partial.env"))
     assert result.returncode != 0
-    assert "set MARIADB_PASSWORD" in result.stderr or "set MARIADB_ROOT_PASSWORD" in result.stderr, result.stderr
+    assert f"set {password} (see .env.example)" in result.stderr, result.stderr
+
+
+def test_redis_and_mongodb_require_the_passwords_the_app_connects_with(prod):
+    """Redis and MongoDB run with authentication, and every app service's URL carries the password."""
+    redis, mongodb = prod["services"]["redis"], prod["services"]["mongodb"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == "change-me-redis"  # .env.example's REDIS_PASSWORD
+    assert redis["environment"]["REDISCLI_AUTH"] == "change-me-redis"  # so the healthcheck's ping authenticates
+    assert mongodb["environment"]["MONGO_INITDB_ROOT_USERNAME"] == "openvle"
+    assert mongodb["environment"]["MONGO_INITDB_ROOT_PASSWORD"] == "change-me-mongo"
+    for name, svc in app_services(prod).items():
+        assert svc["environment"]["REDIS_URL"] == "redis://:change-me-redis@redis:6379/0", name
+        assert svc["environment"]["MONGO_URL"] == (
+            "mongodb://openvle:change-me-mongo@mongodb:27017/openvle?authSource=admin"), name
 
 
 def test_redis_keeps_jobs(prod):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import wait_for
-from helpers import settled
+from helpers import sandbox_env, settled
 from openvle.db.engine import session_scope
 from openvle.db.models import Email, Event, Participant, Task, User, Vm, utcnow
 from openvle.events import create_event, create_template, progress, request_archive, request_deploy
@@ -50,14 +50,7 @@ def lab(sims, settings_env):
     moodle.state.reset()
     moodle.state.seed()
     mail.state.reset()
-    env = {
-        "PVE_HOST": "127.0.0.1", "PVE_PORT": str(pve.port), "PVE_USER": "openvle@pve", "PVE_TOKEN_NAME": "tests",
-        "PVE_TOKEN_VALUE": pve.token_value, "PVE_VERIFY_SSL": pve.ca_path, "PVE_POLL_INTERVAL": "1",
-        "PVE_CLONE_CONCURRENCY": "4",
-        "GUACAMOLE_URL": guac.url, "GUACAMOLE_USER": "guacadmin", "GUACAMOLE_PASSWORD": "guac-pass-1",
-        "MOODLE_URL": moodle.url, "MOODLE_TOKEN": "moodle-token-1", "MOODLE_CATEGORY_ID": "2",
-        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.smtp_port), "MAIL_FROM": "OpenVLE <lab@openvle.test>",
-    }
+    env = sandbox_env(sims)
     settings_env(**env)
     sims["env"] = env
     return sims

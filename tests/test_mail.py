@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from conftest import wait_for
+from conftest import no_env, wait_for
 from helpers import load_task, retry_now, settled
 from openvle.db.engine import session_scope
 from openvle.db.models import Email, utcnow
@@ -27,8 +27,11 @@ CONTEXT = {
 
 
 @pytest.fixture(scope="module")
-def catcher():
-    server = MailCatcher(host="127.0.0.1", smtp_port=0, http_port=0, auth=("mailer", "smtp-pass-8812"))
+def catcher(tmp_path_factory):
+    # STARTTLS with a certificate made for this run (cryptography, sandbox/tls.py): the client trusts
+    # exactly that one through SMTP_VERIFY_SSL, as it would a company CA.
+    server = MailCatcher(host="127.0.0.1", smtp_port=0, http_port=0, auth=("mailer", "smtp-pass-8812"),
+                         tls="starttls", cert_dir=tmp_path_factory.mktemp("smtp-tls"))
     server.start()
     yield server
     server.stop()
@@ -38,7 +41,8 @@ def catcher():
 def mail(catcher, settings_env):
     catcher.state.reset()
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(catcher.smtp_port), "SMTP_USER": "mailer",
-           "SMTP_PASSWORD": "smtp-pass-8812", "MAIL_FROM": "OpenVLE <lab@openvle.test>"}
+           "SMTP_PASSWORD": "smtp-pass-8812", "SMTP_TLS": "starttls", "SMTP_VERIFY_SSL": catcher.ca_path,
+           "MAIL_FROM": "OpenVLE <lab@openvle.test>"}
     settings_env(**env)
     catcher.env = env
     return catcher
@@ -59,7 +63,7 @@ def test_an_access_email_is_rendered_sent_and_recorded(mail, start_role):
     row = email_row(email_id)
     assert row.status == "sent" and row.attempts == 1 and row.sent_at is not None and row.task_id == task.id
     (caught,) = mail.state.messages()
-    assert caught["rcpt_tos"] == ["ada@example.org"] and caught["auth_user"] == "mailer"
+    assert caught["rcpt_tos"] == ["ada@example.org"] and caught["auth_user"] == "mailer" and caught["tls"]
     assert caught["subject"] == "Your lab for Networks Lab is ready"
     assert CONTEXT["access_link"] in caught["text"] and "user name: ada" in caught["text"]
     assert f'<a href="{CONTEXT["access_link"]}">' in caught["html"]
@@ -167,3 +171,95 @@ def test_admins_are_told_when_a_task_fails_for_good(mail, start_role, settings_e
     assert sorted(m["rcpt_tos"][0] for m in alerts) == ["lead@example.org", "ops@example.org"]
     assert alerts[0]["subject"] == f"[OpenVLE] task {failing.id} (demo.guacamole) failed for good"
     assert "template 42 is gone" in alerts[0]["text"] and "Cancelled because of it: 1" in alerts[0]["text"]
+
+
+# --- transport security ------------------------------------------------------------------------------
+
+
+def smtp_settings(server: MailCatcher, **values: str):
+    from openvle.settings import Settings
+
+    base = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.smtp_port), "MAIL_FROM": "lab@openvle.test",
+            "SMTP_TLS": None, "SMTP_VERIFY_SSL": None, "SMTP_USER": None, "SMTP_PASSWORD": None,
+            "SMTP_ALLOW_PLAIN_AUTH": None}
+    with no_env(*base):  # what the test environment sets for every test (SMTP_TLS=none) is not a default
+        return Settings(**{k: v for k, v in {**base, **values}.items() if v is not None})
+
+
+@pytest.fixture(scope="module")
+def plain_catcher():
+    server = MailCatcher(host="127.0.0.1", smtp_port=0, http_port=0, auth=("mailer", "plain-pass-2291"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def smtps_catcher(tmp_path_factory):
+    server = MailCatcher(host="127.0.0.1", smtp_port=0, http_port=0, auth=("mailer", "smtps-pass-7730"), tls="ssl",
+                         cert_dir=tmp_path_factory.mktemp("smtps-tls"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_starttls_is_the_default_and_the_certificate_is_verified(catcher):
+    from openvle.clients import smtp
+
+    catcher.state.reset()
+    credentials = {"SMTP_USER": "mailer", "SMTP_PASSWORD": "smtp-pass-8812"}
+    untrusted = smtp_settings(catcher, **credentials)  # the system's CAs do not know the catcher's certificate
+    assert untrusted.SMTP_TLS == "starttls" and untrusted.SMTP_VERIFY_SSL == "true"
+    with pytest.raises(smtp.MailPermanentError, match="not trusted .* set SMTP_VERIFY_SSL to the CA bundle"):
+        smtp.send("ada@example.org", "hello", "text", None, settings=untrusted)
+    assert catcher.state.snapshot()["stats"].get("auth_failures", 0) == 0 and catcher.state.messages() == []
+
+    smtp.send("ada@example.org", "hello", "text", None,
+              settings=smtp_settings(catcher, SMTP_VERIFY_SSL=catcher.ca_path, **credentials))
+    (caught,) = catcher.state.messages()
+    assert caught["tls"] and caught["auth_user"] == "mailer"
+
+
+def test_implicit_tls_with_a_ca_bundle(smtps_catcher):
+    from openvle.clients import smtp
+
+    smtps_catcher.state.reset()
+    smtp.send("ada@example.org", "over SMTPS", "text", None, settings=smtp_settings(
+        smtps_catcher, SMTP_TLS="ssl", SMTP_VERIFY_SSL=smtps_catcher.ca_path, SMTP_USER="mailer",
+        SMTP_PASSWORD="smtps-pass-7730"))
+    (caught,) = smtps_catcher.state.messages()
+    assert caught["tls"] and caught["subject"] == "over SMTPS"
+
+
+def test_the_password_never_goes_over_an_unencrypted_connection_unless_allowed(plain_catcher):
+    from openvle.clients import smtp
+
+    plain_catcher.state.reset()
+    credentials = {"SMTP_USER": "mailer", "SMTP_PASSWORD": "plain-pass-2291"}
+    with pytest.raises(smtp.MailPermanentError, match="does not support what SMTP_TLS/SMTP_USER ask for"):
+        smtp.send("ada@example.org", "hello", "text", None, settings=smtp_settings(plain_catcher, **credentials))
+    with pytest.raises(smtp.MailPermanentError) as refused:
+        smtp.send("ada@example.org", "hello", "text", None,
+                  settings=smtp_settings(plain_catcher, SMTP_TLS="none", **credentials))
+    assert str(refused.value) == (
+        "refusing to send SMTP_PASSWORD over an unencrypted connection (SMTP_TLS=none): set SMTP_TLS=starttls "
+        "or ssl, or SMTP_ALLOW_PLAIN_AUTH=true for a relay on a network you trust")
+    assert plain_catcher.state.messages() == []
+
+    smtp.send("ada@example.org", "allowed", "text", None, settings=smtp_settings(
+        plain_catcher, SMTP_TLS="none", SMTP_ALLOW_PLAIN_AUTH="true", **credentials))
+    (caught,) = plain_catcher.state.messages()
+    assert caught["auth_user"] == "mailer" and not caught["tls"]
+
+
+def test_plain_auth_refused_fails_the_email_at_once_naming_the_setting(plain_catcher, settings_env, start_role):
+    plain_catcher.state.reset()
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(plain_catcher.smtp_port), "SMTP_TLS": "none",
+           "SMTP_USER": "mailer", "SMTP_PASSWORD": "plain-pass-2291"}
+    settings_env(**env)
+    worker = start_role("worker", **env)
+    email_id, task = queue_email("event_deployed", "ada@example.org", CONTEXT)
+    done = wait_for(lambda: settled(task.id), 20, "the send", worker)
+    assert done.status == "error" and len(done.subtasks) == 1 and "SMTP_ALLOW_PLAIN_AUTH=true" in done.error
+    assert email_row(email_id).status == "failed" and plain_catcher.state.messages() == []
+    assert "plain-pass-2291" not in done.error + worker.output

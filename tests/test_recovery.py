@@ -31,15 +31,20 @@ def children(pid: int) -> list[int]:
 
 def horse_of(worker_pid: int) -> int:
     """The work horse is the worker's child that leads its own process group (RQ calls setpgrp in it);
-    the RQ scheduler child stays in the worker's group."""
-    for pid in children(worker_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pid:
-            return pid
-    raise AssertionError(f"no work horse under pid {worker_pid}")
+    the RQ scheduler child stays in the worker's group. The Task is processing before the fork (the
+    worker opens the attempt first), so the horse may not be there yet: wait for it."""
+
+    def horse() -> int | None:
+        for pid in children(worker_pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pid:
+                return pid
+        return None
+
+    return wait_for(horse, 15, f"a work horse under pid {worker_pid}", interval=0.05)
 
 
 @pytest.mark.slow

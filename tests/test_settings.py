@@ -50,6 +50,8 @@ def test_defaults_are_the_documented_ones(monkeypatch):
         ("MONGO_URL", "http://mongo", "invalid setting MONGO_URL='http://mongo': expected a mongodb:// URL"),
         ("LOG_LEVEL", "LOUD", "invalid setting LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR"),
         ("SMTP_TLS", "maybe", "invalid setting SMTP_TLS='maybe': expected one of none, starttls, ssl"),
+        ("SMTP_VERIFY_SSL", "/no/such/ca.pem", "invalid setting SMTP_VERIFY_SSL='/no/such/ca.pem': expected true, "
+         "false, or the path of a CA bundle"),
         ("GUACAMOLE_URL", "guac.example", "invalid setting GUACAMOLE_URL='guac.example': expected an http(s)://"),
     ],
 )

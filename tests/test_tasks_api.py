@@ -71,6 +71,9 @@ def test_the_same_vm_action_asked_twice_while_in_flight_is_enqueued_once(admin):
     assert first.json()["task"]["event_id"] == event  # a click on an event's VM is in the event's Tasks
     listed = admin.get("/api/tasks", params={"event_id": event}).json()["items"]
     assert {t["id"] for t in listed} == {first.json()["task"]["id"], other.json()["task"]["id"]}
+    from openvle.events import progress
+
+    assert progress(event)["stages"] == {}  # clicks are no stage of a deploy or archive
     deploy = [admin.post(f"/api/events/{event}/deploy").json() for _ in range(2)]
     assert [d["created"] for d in deploy] == [True, False] and deploy[0]["task"]["id"] == deploy[1]["task"]["id"]
     with session_scope() as session:

@@ -134,8 +134,8 @@ class _DependentAddedMeanwhile(Queue):
 
     raced = False
 
-    def enqueue_dependents(self, job, *args, **kwargs):
-        result = super().enqueue_dependents(job, *args, **kwargs)
+    def move_dependents_to_ready(self, job, *args, **kwargs):  # RQ 3's success path (2.12: enqueue_dependents)
+        result = super().move_dependents_to_ready(job, *args, **kwargs)
         if not _DependentAddedMeanwhile.raced:
             _DependentAddedMeanwhile.raced = True
             Redis.from_url(get_settings().REDIS_URL).sadd(job.dependents_key, "a-dependent-added-meanwhile")
@@ -144,7 +144,8 @@ class _DependentAddedMeanwhile(Queue):
 
 def test_a_job_whose_success_pipeline_is_retried_leaves_no_abandoned_leftover(clean):
     """rq#2424 (RQ 2.12): the retried success pipeline left the finished job in the
-    StartedJobRegistry, and RQ's cleanup later took it for abandoned and ran it a second time."""
+    StartedJobRegistry, and RQ's cleanup later took it for abandoned and ran it a second time.
+    RQ 3 passes the execution to each try (rq#2466), so the worker needs no shim any more."""
     from openvle.worker import build_worker
 
     queue = _DependentAddedMeanwhile("core_periodic", connection=get_redis())

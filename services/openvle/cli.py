@@ -14,6 +14,9 @@ from openvle.roles import ROLES, UnknownRole, resolve
 from openvle.settings import SettingsError, get_settings
 
 EXIT_USAGE = 2
+# The roles that read or write stored credentials (the backend migrates them; `worker` runs the
+# guacamole and mails queues): they refuse to start without a usable SECRET_KEY.
+CREDENTIAL_ROLES = ("backend", "worker", "worker-all")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--example", action="store_true", help="print .env.example instead")
     commands.add_parser("healthcheck", help="exit 0 when this container's role is healthy (Docker HEALTHCHECK)")
     commands.add_parser("dev", help="run backend, scheduler and worker-all locally with embedded defaults")
+    keys = commands.add_parser("secrets", help="stored credentials: re-encrypt them under SECRET_KEY")
+    keys.add_argument("action", choices=["rotate"],
+                      help="rotate: re-encrypt every stored credential under SECRET_KEY (after it changed, with the "
+                           "old key in SECRET_KEY_PREVIOUS); then SECRET_KEY_PREVIOUS can be emptied")
     add_event_commands(commands)
     add_account_commands(commands)
     demo = commands.add_parser("demo", help="deploy a 10-person demo event on the dev system (starts it if needed)")
@@ -82,11 +89,29 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(role or command, settings.LOG_LEVEL, settings.secrets())
 
     if command == "migrate":
+        from openvle.credentials import SecretKeyError
         from openvle.db.engine import get_engine
-        from openvle.db.schema import upgrade
+        from openvle.db.schema import SchemaNotReady, upgrade
 
-        before, after = upgrade(get_engine())
+        try:
+            before, after = upgrade(get_engine())
+        except SecretKeyError as exc:  # stored passwords to encrypt, and no key to do it with
+            print(f"openvle: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except SchemaNotReady as exc:  # another migration holds the lock
+            print(f"openvle: {exc}", file=sys.stderr)
+            return 1
         print(f"schema {'upgraded from ' + (before or 'empty') + ' to ' if before != after else 'already at '}{after}")
+        return 0
+    if command == "secrets":
+        from openvle import credentials, guacamole_passwords
+
+        try:
+            count = guacamole_passwords.rotate_all()
+        except (credentials.SecretKeyError, credentials.CannotDecrypt) as exc:
+            print(f"openvle: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{count} stored credential(s) now encrypted under SECRET_KEY; SECRET_KEY_PREVIOUS can be emptied")
         return 0
     if command == "healthcheck":
         from openvle.healthcheck import check
@@ -102,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownRole as exc:
         print(f"openvle: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if role in CREDENTIAL_ROLES:
+        from openvle import credentials
+
+        try:
+            credentials.check(settings)
+        except credentials.SecretKeyError as exc:
+            print(f"openvle: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     return _run_role(runner, settings)
 
 

@@ -107,11 +107,12 @@ def why_not(action: str, status: str, job: Job | None) -> str | None:
     return None
 
 
-def check(action: str, task_id: int) -> Outcome:
-    """What `action` would do to the Task, without doing it (the dry run)."""
+def check(action: str, task_id: int, requeued_first: frozenset[int] = frozenset()) -> Outcome:
+    """What `action` would do to the Task, without doing it (the dry run). `requeued_first`: Tasks
+    the same request requeues before this one (a chain asked for at once: parents go first)."""
     row, _, reason = _looked_at(action, task_id)
     if reason is None and action == REQUEUE:
-        reason = _blocked_by_parents(task_id)
+        reason = _blocked_by_parents(task_id, requeued_first)
     return Outcome(task_id, reason is None, reason or f"would {action} it")
 
 
@@ -156,9 +157,10 @@ def _parents(conn: Connection, task_id: int):
                         .where(TaskDependency.task_id == task_id)).all()
 
 
-def _blocked_by_parents(task_id: int) -> str | None:
+def _blocked_by_parents(task_id: int, requeued_first: frozenset[int] = frozenset()) -> str | None:
     with get_engine().connect() as conn:
-        dead = [p.id for p in _parents(conn, task_id) if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)]
+        dead = [p.id for p in _parents(conn, task_id)
+                if p.status in (TaskStatus.ERROR, TaskStatus.CANCELLED) and p.id not in requeued_first]
     return f"task {dead[0]} it depends on did not succeed: requeue that one first" if dead else None
 
 

@@ -67,6 +67,8 @@ def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
     print(f"dev | accounts (development only): {'; '.join(seed())}", flush=True)
     print(f"dev | API on http://{settings.BACKEND_HOST}:{settings.BACKEND_PORT} (docs at /docs; the README shows "
           "how to log in and make a token)", flush=True)
+    print(f"dev | web pages on http://{settings.BACKEND_HOST}:{settings.BACKEND_PORT}/login (log in as one of the "
+          "accounts above)", flush=True)
 
     width = max(len(r) for r in roles)
     children: dict[str, subprocess.Popen] = {}

@@ -108,6 +108,9 @@ class _Settings(BaseSettings):
     EVENTS_END_PREP_TIME_DAYS: int = setting(
         7, "days after its end an event is archived", "days, 0 to 365", ge=0, le=365)
 
+    SCHEMA_LOCK_TIMEOUT: int = setting(
+        600, "seconds the backend waits for another process's schema migration (a MariaDB lock) before it "
+        "gives up and exits; it never migrates without the lock", "seconds, 1 to 86400", ge=1, le=86400)
     SCHEMA_WAIT_TIMEOUT: int = setting(
         120, "seconds a worker waits at start for the backend to migrate the schema", "seconds, 0 to 3600",
         ge=0, le=3600)
@@ -150,6 +153,16 @@ class _Settings(BaseSettings):
         365, "days audit log entries are kept", "days, 1 to 3650", ge=1, le=3650)
     METRICS_TOKEN: SecretStr | None = setting(
         None, "bearer token Prometheus sends to /metrics; empty = /metrics is off", "a long random string")
+
+    # --- credentials at rest --------------------------------------------------------------------
+    SECRET_KEY: SecretStr | None = setting(
+        None, "encrypts the credentials the database keeps (participants' Guacamole passwords); required unless "
+        "the database is SQLite (then a key file beside it is made); keep it safe, without it they cannot be read",
+        "at least 32 random characters: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    SECRET_KEY_PREVIOUS: SecretStr | None = setting(
+        None, "older keys, still accepted for reading after SECRET_KEY changed; empty once "
+        "`openvle secrets rotate` has re-encrypted everything under SECRET_KEY",
+        "comma-separated keys, each at least 32 characters")
 
     # --- Proxmox VE -------------------------------------------------------------------------------
     PVE_HOST: str | None = setting(None, "Proxmox VE API host", "a host name or address")
@@ -209,6 +222,9 @@ class _Settings(BaseSettings):
         None, "Guacamole base URL", "an http(s):// URL, e.g. https://guac.example/guacamole")
     GUACAMOLE_USER: str | None = setting(None, "Guacamole admin user", "a user name")
     GUACAMOLE_PASSWORD: SecretStr | None = setting(None, "Guacamole admin password", "a password")
+    GUACAMOLE_VERIFY_SSL: str = setting(
+        "true", "check Guacamole's TLS certificate (with an https:// GUACAMOLE_URL)",
+        "true, false, or the path of a CA bundle that signs the Guacamole certificate")
     GUACAMOLE_TIMEOUT: int = setting(30, "seconds per Guacamole HTTP call", "seconds, 1 to 600", ge=1, le=600)
     GUACAMOLE_DATASOURCE: str = setting(
         "mysql", "Guacamole data source holding our objects", "e.g. mysql or postgresql")
@@ -216,6 +232,9 @@ class _Settings(BaseSettings):
     # --- Moodle -----------------------------------------------------------------------------------
     MOODLE_URL: str | None = setting(None, "Moodle site URL", "an http(s):// URL")
     MOODLE_TOKEN: SecretStr | None = setting(None, "Moodle web service token", "a token")
+    MOODLE_VERIFY_SSL: str = setting(
+        "true", "check Moodle's TLS certificate (with an https:// MOODLE_URL)",
+        "true, false, or the path of a CA bundle that signs the Moodle certificate")
     MOODLE_TIMEOUT: int = setting(
         900, "seconds per Moodle call (course duplication runs a backup and restore inside the call)",
         "seconds, 5 to 7200", ge=5, le=7200)
@@ -232,7 +251,14 @@ class _Settings(BaseSettings):
     SMTP_USER: str | None = setting(None, "SMTP user; empty = no authentication", "a user name")
     SMTP_PASSWORD: SecretStr | None = setting(None, "SMTP password", "a password")
     SMTP_TLS: Literal["none", "starttls", "ssl"] = setting(
-        "none", "SMTP transport security", "one of none, starttls, ssl")
+        "starttls", "SMTP transport security: starttls (port 587 or 25), ssl (implicit TLS, port 465) or none",
+        "one of none, starttls, ssl")
+    SMTP_VERIFY_SSL: str = setting(
+        "true", "check the SMTP server's TLS certificate",
+        "true, false, or the path of a CA bundle that signs the SMTP server's certificate")
+    SMTP_ALLOW_PLAIN_AUTH: bool = setting(
+        False, "send SMTP_USER/SMTP_PASSWORD over an unencrypted connection (SMTP_TLS=none); only for a relay "
+        "on a network you trust", "true or false")
     MAIL_FROM: str = setting("OpenVLE <noreply@localhost>", "From address of every email", "an address")
     SMTP_TIMEOUT: int = setting(30, "seconds per SMTP conversation", "seconds, 1 to 600", ge=1, le=600)
     ADMIN_EMAILS: str | None = setting(
@@ -318,7 +344,7 @@ class _Settings(BaseSettings):
     def pve_nodes(self) -> list[str]:
         return [n.strip() for n in (self.PVE_NODES or "").split(",") if n.strip()]
 
-    @field_validator("PVE_VERIFY_SSL")
+    @field_validator("PVE_VERIFY_SSL", "GUACAMOLE_VERIFY_SSL", "MOODLE_VERIFY_SSL", "SMTP_VERIFY_SSL")
     @classmethod
     def _verify_ssl(cls, value: str) -> str:
         lowered = value.strip().lower()
@@ -329,14 +355,21 @@ class _Settings(BaseSettings):
         return value
 
     # --- helpers ----------------------------------------------------------------------------------
+    def verify(self, name: str) -> bool | str:
+        """A *_VERIFY_SSL setting as the clients take it: True, False or the path of a CA bundle."""
+        value = getattr(self, name)
+        return value == "true" if value in ("true", "false") else value
+
     def secrets(self) -> list[str]:
         """Every secret value set, for log masking."""
         values = [
             v.get_secret_value()
             for v in (self.PVE_TOKEN_VALUE, self.GUACAMOLE_PASSWORD, self.MOODLE_TOKEN, self.SMTP_PASSWORD,
-                      self.METRICS_TOKEN)
+                      self.METRICS_TOKEN, self.SECRET_KEY)
             if v is not None
         ]
+        if self.SECRET_KEY_PREVIOUS is not None:
+            values += [k.strip() for k in self.SECRET_KEY_PREVIOUS.get_secret_value().split(",")]
         for url in (self.REDIS_URL, self.DATABASE_URL, self.MONGO_URL):
             if url and urlsplit(url).password:
                 values.append(urlsplit(url).password)
@@ -371,6 +404,11 @@ COMPOSE_ONLY: dict[str, tuple[str, str]] = {
     # Not a word that appears in log lines: every log line masks the database password.
     "MARIADB_PASSWORD": ("change-me-app", "password of the `openvle` MariaDB user that compose creates"),
     "MARIADB_ROOT_PASSWORD": ("change-me-root", "MariaDB root password that compose sets on first start"),
+    # These two go into REDIS_URL and MONGO_URL: letters, digits, - and _ only.
+    "REDIS_PASSWORD": ("change-me-redis", "password Redis requires (compose puts it in REDIS_URL); letters, digits, "
+                       "- and _: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"),
+    "MONGO_PASSWORD": ("change-me-mongo", "password of the `openvle` MongoDB user that compose creates on first start "
+                       "(compose puts it in MONGO_URL); letters, digits, - and _"),
 }
 
 # Read by the CLI's progress view from the user's terminal, as every terminal program does.

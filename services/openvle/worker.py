@@ -115,16 +115,6 @@ class TrackingWorker(Worker):
             self.bookkeeping.close()
             _logout_guacamole(self.queue_names())
 
-    def cleanup_execution(self, job, pipeline):
-        """RQ 2.12 (rq#2424, fixed in 3.0 by rq#2466): when the success pipeline meets a WatchError
-        (a dependent was enqueued meanwhile: routine with fan-in), RQ retries it, but the first try
-        already dropped the execution, so the retry left the finished job in the StartedJobRegistry,
-        where a later cleanup took it for abandoned and ran it again. Keep it for the retry."""
-        execution = self.execution
-        super().cleanup_execution(job, pipeline)
-        if self.is_horse:  # the horse exits after this job; the worker prepares a new execution anyway
-            self.execution = execution
-
     def execute_job(self, job, queue):
         tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
         try:

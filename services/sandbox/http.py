@@ -91,9 +91,12 @@ class Simulator:
     scheme = "http"
     path = ""  # what `url` ends with
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, tls_context: ssl.SSLContext | None = None):
         self.host = host
         self._port = port
+        self.tls_context = tls_context  # serve HTTPS with it (a test's own CA, as a site's TLS proxy would)
+        if tls_context is not None:
+            self.scheme = "https"
         self._server: SimulatorServer | None = None
         self._thread: threading.Thread | None = None
 

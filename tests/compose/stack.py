@@ -228,6 +228,12 @@ class Compose:
         lines += [f"{k}={v}" for k, v in values.items()]
         self.env_file.write_text("\n".join(lines) + "\n")
 
+    def env_value(self, name: str) -> str:
+        """A variable of the stack's .env (the last line setting it wins, as for Compose)."""
+        values = dict(line.split("=", 1) for line in self.env_file.read_text().splitlines()
+                      if "=" in line and not line.startswith("#"))
+        return values[name]
+
     def containers(self, service: str | None = None, all: bool = False) -> list[dict]:
         """podman's view of the project's containers (name, id, state, labels), oldest first."""
         filters = ["--filter", f"label=com.docker.compose.project={self.project}"]

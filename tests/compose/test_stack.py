@@ -141,6 +141,8 @@ def live(request) -> Iterator[Stack]:
             compose.run("down", "-v", "--remove-orphans", timeout=300)  # what a crashed earlier run left
             compose.set_env(
                 MARIADB_PASSWORD=secrets.token_hex(12), MARIADB_ROOT_PASSWORD=secrets.token_hex(12),
+                REDIS_PASSWORD=secrets.token_urlsafe(18), MONGO_PASSWORD=secrets.token_urlsafe(18),
+                SECRET_KEY=secrets.token_urlsafe(32),
                 WORKER_PVE_PERIODIC_INTERVAL=str(FIRST_SYNC_INTERVAL),
                 # The demo Task endpoint (admins, DEV_MODE only) gives jobs of a chosen length for
                 # the scaling and warm-shutdown checks.
@@ -353,7 +355,9 @@ def test_scale_to_eight_workers_and_back_to_four_with_a_warm_shutdown(live):
     hosts = {c["Id"][:12] for c in containers}  # a container's host name is its short id
     names = wait_for(lambda: len(n := worker_names(live, "worker@")) == 8 and n, 60, "8 workers registered")
     assert {n.split("@")[1].split(".")[0] for n in names} == hosts, names
-    info = stack.podman("exec", live.container("backend"), "rq", "info", "--url", "redis://redis:6379/0").stdout
+    redis_password = live.compose.env_value("REDIS_PASSWORD")
+    info = stack.podman("exec", live.container("backend"), "rq", "info", "--url",
+                        f"redis://:{redis_password}@redis:6379/0").stdout
     assert sum(1 for host in hosts if re.search(rf"worker@{host}\.\d+", info)) == 8, info
 
     # Every worker busy, then four of them stopped: each finishes its job first (warm shutdown).
@@ -370,7 +374,7 @@ def test_scale_to_eight_workers_and_back_to_four_with_a_warm_shutdown(live):
 @contextlib.contextmanager
 def second_host_worker(live: Stack) -> Iterator[str]:
     """Our image run by hand, outside compose, on the host's network as another machine would: it
-    is given only the Redis and database URLs (README, "Beyond one host")."""
+    is given only the Redis and database URLs and SECRET_KEY (README, "Beyond one host")."""
     env = dict(line.split("=", 1) for line in live.compose.env_file.read_text().splitlines()
                if "=" in line and not line.startswith("#"))
     redis_port, db_port = live.compose.port("redis", 6379), live.compose.port("mariadb", 3306)
@@ -379,8 +383,9 @@ def second_host_worker(live: Stack) -> Iterator[str]:
     stack.podman(
         "run", "-d", "--name", name, "--hostname", "second-host", "--network", "host",
         "--read-only", "--tmpfs", "/tmp", "--stop-timeout", "3900",
-        "-e", "SERVICE_ROLE=worker", "-e", f"REDIS_URL=redis://127.0.0.1:{redis_port}/0",
+        "-e", "SERVICE_ROLE=worker", "-e", f"REDIS_URL=redis://:{env['REDIS_PASSWORD']}@127.0.0.1:{redis_port}/0",
         "-e", f"DATABASE_URL=mysql+pymysql://openvle:{env['MARIADB_PASSWORD']}@127.0.0.1:{db_port}/openvle",
+        "-e", f"SECRET_KEY={env['SECRET_KEY']}",  # the same key as the compose workers: the same credentials
         stack.IMAGE)
     try:
         wait_for(lambda: worker_names(live, "worker@second-host."), 120, "the second host's worker registered")

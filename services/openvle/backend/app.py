@@ -48,5 +48,5 @@ def create_app() -> FastAPI:
     app.include_router(monitoring.router)
     app.include_router(audit.router)
     app.include_router(metrics.router)
-    app.include_router(pages.router)
+    pages.install(app)
     return app

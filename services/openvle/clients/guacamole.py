@@ -1,5 +1,5 @@
-"""Apache Guacamole's REST API over HTTP (GUACAMOLE_URL, GUACAMOLE_USER, GUACAMOLE_PASSWORD,
-GUACAMOLE_DATASOURCE).
+"""Apache Guacamole's REST API over HTTP(S) (GUACAMOLE_URL, GUACAMOLE_USER, GUACAMOLE_PASSWORD,
+GUACAMOLE_DATASOURCE, GUACAMOLE_VERIFY_SSL).
 
 One session token, kept in Redis so every work horse reuses it; renewed when Guacamole answers 403
 PERMISSION_DENIED (expired), given back (logout) when a worker shuts down. Guacamole says "exists"
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from openvle.clients.tls import client_context, untrusted, untrusted_message
 from openvle.connections import get_redis
 from openvle.errors import PermanentError
 from openvle.settings import _Settings, get_settings
@@ -63,7 +64,8 @@ class Guacamole:
         self.data_source = settings.GUACAMOLE_DATASOURCE
         self._user = settings.GUACAMOLE_USER
         self._password = settings.GUACAMOLE_PASSWORD.get_secret_value()
-        self._http = httpx.Client(base_url=self.base, timeout=settings.GUACAMOLE_TIMEOUT)
+        self._http = httpx.Client(base_url=self.base, timeout=settings.GUACAMOLE_TIMEOUT,
+                                  verify=client_context(settings.verify("GUACAMOLE_VERIFY_SSL")))
 
     # --- session --------------------------------------------------------------------------------
     def _token(self, renew: bool = False) -> str:
@@ -76,7 +78,12 @@ class Guacamole:
         if response.status_code == 403:
             raise GuacamolePermanentError(
                 "Guacamole refused the login: check GUACAMOLE_USER and GUACAMOLE_PASSWORD")
-        token = self._body(response)["authToken"]
+        body = self._body(response) or {}
+        if response.status_code >= 400 or "authToken" not in body:  # a failed login is said as such
+            message = body.get("message") if isinstance(body, dict) else None
+            raise GuacamoleTransientError(f"Guacamole answered {response.status_code} to the login: "
+                                          f"{message or response.reason_phrase or 'no token'}")
+        token = body["authToken"]
         redis.set(TOKEN_KEY, token, ex=3600)
         return token
 
@@ -95,6 +102,9 @@ class Guacamole:
         except httpx.TimeoutException:
             raise GuacamoleTransientError("Guacamole did not answer in time (GUACAMOLE_TIMEOUT)") from None
         except httpx.TransportError as exc:
+            if (cert_error := untrusted(exc)) is not None:
+                raise GuacamolePermanentError(
+                    untrusted_message("Guacamole", self.base, "GUACAMOLE_VERIFY_SSL", cert_error)) from None
             raise GuacamoleTransientError(f"cannot reach Guacamole: {type(exc).__name__}") from None
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Moodle web services over REST (MOODLE_URL, MOODLE_TOKEN).
+"""Moodle web services over REST (MOODLE_URL, MOODLE_TOKEN, MOODLE_VERIFY_SSL).
 
 Parameters are form-encoded the PHP way (users[0][email]=...). Moodle reports errors inside HTTP 200
 answers as {"exception", "errorcode", "message"}: `errorcode` decides. Errors of configuration or
@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from openvle.clients.tls import client_context, untrusted, untrusted_message
 from openvle.errors import PermanentError
 from openvle.settings import _Settings, get_settings
 
@@ -63,7 +64,8 @@ class Moodle:
             raise PermanentError("Moodle is not configured: set MOODLE_URL and MOODLE_TOKEN")
         self.base = settings.MOODLE_URL
         self._token = settings.MOODLE_TOKEN.get_secret_value()
-        self._http = httpx.Client(base_url=self.base, timeout=settings.MOODLE_TIMEOUT)
+        self._http = httpx.Client(base_url=self.base, timeout=settings.MOODLE_TIMEOUT,
+                                  verify=client_context(settings.verify("MOODLE_VERIFY_SSL")))
 
     @retry(retry=retry_if_exception_type(MoodleTransientError), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
@@ -75,6 +77,9 @@ class Moodle:
         except httpx.TimeoutException:
             raise MoodleTransientError(f"Moodle did not answer {function} in time (MOODLE_TIMEOUT)") from None
         except httpx.TransportError as exc:
+            if (cert_error := untrusted(exc)) is not None:
+                raise MoodlePermanentError(
+                    untrusted_message("Moodle", self.base, "MOODLE_VERIFY_SSL", cert_error)) from None
             raise MoodleTransientError(f"cannot reach Moodle: {type(exc).__name__}") from None
         if response.status_code == 403:
             raise MoodlePermanentError("Moodle refused web service calls (403): enable the REST protocol")

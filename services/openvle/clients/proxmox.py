@@ -145,9 +145,7 @@ class Proxmox:
             raise PermanentError(
                 "Proxmox is not configured: set PVE_HOST, PVE_USER, PVE_TOKEN_NAME and PVE_TOKEN_VALUE"
             )
-        verify: bool | str = settings.PVE_VERIFY_SSL
-        if verify in ("true", "false"):
-            verify = verify == "true"
+        verify = settings.verify("PVE_VERIFY_SSL")
         self.api = ProxmoxAPI(
             settings.PVE_HOST,
             port=settings.PVE_PORT,

@@ -1,4 +1,8 @@
-"""SMTP delivery with smtplib (SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, SMTP_TLS, MAIL_FROM).
+"""SMTP delivery with smtplib (SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, SMTP_TLS, SMTP_VERIFY_SSL,
+SMTP_ALLOW_PLAIN_AUTH, MAIL_FROM).
+
+TLS by default (STARTTLS), the server's certificate verified; the password is never sent over an
+unencrypted connection unless SMTP_ALLOW_PLAIN_AUTH says so.
 
 A 5xx answer (550 unknown recipient, 535 bad login) is permanent: the email fails at once. A 4xx
 answer and connection errors are transient: the mails queue retries them on its intervals.
@@ -11,6 +15,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from openvle.clients.tls import client_context, untrusted_message
 from openvle.errors import PermanentError
 from openvle.settings import _Settings, get_settings
 
@@ -41,8 +46,12 @@ def _classify(code: int, text: str, what: str) -> Exception:
 
 def send(recipient: str, subject: str, text: str, html: str | None, settings: _Settings | None = None) -> None:
     settings = settings or get_settings()
+    if settings.SMTP_USER and settings.SMTP_TLS == "none" and not settings.SMTP_ALLOW_PLAIN_AUTH:
+        raise MailPermanentError(
+            "refusing to send SMTP_PASSWORD over an unencrypted connection (SMTP_TLS=none): set SMTP_TLS=starttls "
+            "or ssl, or SMTP_ALLOW_PLAIN_AUTH=true for a relay on a network you trust")
     message = build_message(settings.MAIL_FROM, recipient, subject, text, html)
-    context = ssl.create_default_context()
+    context = client_context(settings.verify("SMTP_VERIFY_SSL")) if settings.SMTP_TLS != "none" else None
     try:
         if settings.SMTP_TLS == "ssl":
             client = smtplib.SMTP_SSL(settings.SMTP_HOST, settings.SMTP_PORT, timeout=settings.SMTP_TIMEOUT,
@@ -51,7 +60,7 @@ def send(recipient: str, subject: str, text: str, html: str | None, settings: _S
             client = smtplib.SMTP(settings.SMTP_HOST, settings.SMTP_PORT, timeout=settings.SMTP_TIMEOUT)
         with client:
             if settings.SMTP_TLS == "starttls":
-                client.starttls(context=context)
+                client.starttls(context=context)  # smtplib says EHLO again after it, as RFC 3207 wants
             if settings.SMTP_USER:
                 password = settings.SMTP_PASSWORD.get_secret_value() if settings.SMTP_PASSWORD else ""
                 client.login(settings.SMTP_USER, password)
@@ -61,10 +70,17 @@ def send(recipient: str, subject: str, text: str, html: str | None, settings: _S
         raise _classify(code, _decode(text), f"recipient {recipient} refused") from None
     except smtplib.SMTPAuthenticationError as exc:
         raise MailPermanentError(f"SMTP login refused ({exc.smtp_code}): check SMTP_USER and SMTP_PASSWORD") from None
+    except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS or no AUTH offered: retrying changes nothing
+        raise MailPermanentError(
+            f"the SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT} does not support what SMTP_TLS/SMTP_USER ask "
+            f"for ({exc}): use the port and SMTP_TLS the relay documents (starttls: 587 or 25, ssl: 465)") from None
     except smtplib.SMTPResponseException as exc:  # sender refused, data refused, 421 at any step
         raise _classify(exc.smtp_code, _decode(exc.smtp_error), "SMTP server answered") from None
     except smtplib.SMTPServerDisconnected as exc:
         raise MailTransientError(f"SMTP server closed the connection: {exc}") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise MailPermanentError(untrusted_message("the SMTP server", f"{settings.SMTP_HOST}:{settings.SMTP_PORT}",
+                                                   "SMTP_VERIFY_SSL", exc)) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise MailTransientError(f"cannot reach the SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT}: "
                                  f"{type(exc).__name__}") from None

@@ -271,8 +271,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
-    # Generated on first provisioning and sent in the access email; never logged.
-    guacamole_password: Mapped[str | None] = mapped_column(String(64))
+    # Generated on first provisioning, kept only encrypted with SECRET_KEY (openvle.credentials) and put
+    # into the access email when it is sent; never logged, never stored in clear.
+    guacamole_password_encrypted: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     role: Mapped[str] = mapped_column(String(16), default=AccountRole.STUDENT, server_default=AccountRole.STUDENT)
     password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id; None: no password set yet

@@ -7,6 +7,7 @@ at head, so a worker never writes to tables an old schema lacks.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -41,14 +42,28 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Upgrade to head; several processes starting at once serialise on a MariaDB named lock."""
+class MigrationLockTimeout(SchemaNotReady):
+    """Another process held the migration lock for longer than we may wait: we do not migrate."""
+
+
+def lock_name(engine: Engine) -> str:
+    """One MariaDB named lock per database (GET_LOCK names are server-wide; MariaDB allows 64 characters)."""
+    return f"openvle_migrate_{engine.url.database}"[:64]
+
+
+def upgrade(engine: Engine, lock_timeout: float | None = None) -> tuple[str | None, str]:
+    """Upgrade to head; several processes starting at once serialise on a MariaDB named lock. Without
+    the lock nothing is migrated: we wait up to `lock_timeout` s (SCHEMA_LOCK_TIMEOUT), then stop."""
+    if lock_timeout is None:
+        from openvle.settings import get_settings
+
+        lock_timeout = get_settings().SCHEMA_LOCK_TIMEOUT
     url = engine.url.render_as_string(hide_password=False)
     before = current_revision(engine)
     mysql = engine.dialect.name in ("mysql", "mariadb")
     with engine.connect() as conn:
         if mysql:
-            conn.execute(text("SELECT GET_LOCK('openvle_migrate', 120)"))
+            _take_lock(conn, lock_name(engine), lock_timeout)
         try:
             config = alembic_config(url)
             config.attributes["connection"] = conn
@@ -56,11 +71,31 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             conn.commit()
         finally:
             if mysql:
-                conn.execute(text("SELECT RELEASE_LOCK('openvle_migrate')"))
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name(engine)})
     after = head_revision()
     if before != after:
         log.info("database schema upgraded from %s to %s", before or "empty", after)
     return before, after
+
+
+def _take_lock(conn, name: str, timeout: float) -> None:
+    """GET_LOCK answers 1 (ours), 0 (timed out: someone else migrates) or NULL (an error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait = max(0, min(10, math.ceil(deadline - time.monotonic())))
+        got = conn.execute(text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait}).scalar()
+        if got == 1:
+            return
+        if got is None:
+            raise SchemaNotReady(f"MariaDB could not give the schema migration lock {name!r} (GET_LOCK answered "
+                                 "NULL): not migrating without it; start again")
+        holder = conn.execute(text("SELECT IS_USED_LOCK(:name)"), {"name": name}).scalar()
+        if time.monotonic() >= deadline:
+            raise MigrationLockTimeout(
+                f"another process (MariaDB connection {holder}) held the schema migration lock {name!r} for more "
+                f"than SCHEMA_LOCK_TIMEOUT={timeout:g}s: not migrating without it; let that migration finish "
+                "(or stop it), then start again or run `openvle migrate`")
+        log.warning("waiting for the schema migration lock %r, held by MariaDB connection %s", name, holder)
 
 
 def wait_until_current(engine: Engine, timeout: float = 120.0) -> None:

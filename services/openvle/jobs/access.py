@@ -10,11 +10,11 @@ so running it twice makes each object once.
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
 from sqlalchemy import select, update
 
+from openvle import guacamole_passwords
 from openvle.clients.guacamole import DuplicateName, Guacamole, get_guacamole
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
@@ -38,12 +38,8 @@ def sharing_profile_name(vm: Vm) -> str:
 
 
 def _ensure_user(guac: Guacamole, user: User) -> str:
-    """The user's Guacamole account, with the password we keep for their access email."""
-    password = user.guacamole_password
-    if not password:
-        password = secrets.token_urlsafe(12)
-        with session_scope() as session:
-            session.execute(update(User).where(User.id == user.id).values(guacamole_password=password))
+    """The user's Guacamole account, with the password we keep (encrypted) for their access email."""
+    password = guacamole_passwords.ensure(user.id)
     attributes = {"guac-full-name": user.full_name, "guac-email-address": user.email}
     if guac.user(user.username) is None:
         try:

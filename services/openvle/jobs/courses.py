@@ -58,8 +58,10 @@ def _moodle_ids(moodle, users: list[User]) -> dict[int, int]:
     missing = [u for u in users if u.email.lower() not in by_email]
     if missing:
         created = moodle.call("core_user_create_users", users=[
-            {"username": u.username.lower(), "createpassword": 1, "firstname": u.first_name, "lastname": u.last_name,
-             "email": u.email, "auth": "manual"} for u in missing
+            # Moodle requires both names; people added by user name and email alone have no last name
+            # (the first name already falls back to the user name when the account is made).
+            {"username": u.username.lower(), "createpassword": 1, "firstname": u.first_name or u.username,
+             "lastname": u.last_name or u.username, "email": u.email, "auth": "manual"} for u in missing
         ])
         by_username = {str(c["username"]): int(c["id"]) for c in created}
         for u in missing:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from openvle import guacamole_passwords
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
@@ -244,7 +245,8 @@ def access_email(ctx: TaskContext, participant_id: int) -> dict:
         if vm is None or not vm.access_link:
             raise PermanentError(f"{user.username} has no access link yet: their access step did not succeed")
         return {"access_link": vm.access_link, "guacamole_username": user.username,
-                "guacamole_password": user.guacamole_password, "course_url": None}
+                "guacamole_password": guacamole_passwords.PLACEHOLDER if user.guacamole_password_encrypted else None,
+                "course_url": None}
 
     return _send_once(ctx, participant_id, "access_email_id", "event_deployed", context)
 
@@ -267,10 +269,10 @@ def teacher_email(ctx: TaskContext, participant_id: int) -> dict:
     read-only through its sharing profiles, so they need the password made for them."""
 
     def context(session, person: Participant, event: Event, user: User) -> dict:
-        if not user.guacamole_password:
+        if not user.guacamole_password_encrypted:
             raise PermanentError(f"{user.username} has no Guacamole account yet: their account step did not succeed")
         return {"guacamole_url": get_settings().GUACAMOLE_URL, "guacamole_username": user.username,
-                "guacamole_password": user.guacamole_password}
+                "guacamole_password": guacamole_passwords.PLACEHOLDER}
 
     return _send_once(ctx, participant_id, "access_email_id", "event_teacher", context)
 
@@ -292,7 +294,8 @@ def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, co
             session.flush()
             email_id = email.id
             setattr(person, column, email_id)
-    return deliver(ctx, email_id)
+        user_id = person.user_id
+    return deliver(ctx, email_id, fill=guacamole_passwords.filler(user_id))  # a password only as it is sent
 
 
 def _live_email(session, email_id: int | None) -> int | None:

@@ -21,6 +21,7 @@ from openvle.service.tasks import get_task
 from openvle.service.views import (
     EventDetailView,
     EventView,
+    MemberChange,
     MembersAdded,
     MemberView,
     ProgressView,
@@ -207,6 +208,15 @@ def list_members(actor: Actor, event_id: int) -> list[MemberView]:
         return _members(session, event_id)
 
 
+def participant_names(actor: Actor, event_id: int) -> dict[int, str]:
+    """Participant id -> user name, removed people included: a step's target names the participant
+    by id (event:E/participant:P/stage), a page shows who it is."""
+    with session_scope() as session:
+        authz.event(session, actor, event_id, manage="see the participants of")
+        return dict(session.execute(select(Participant.id, User.username).join(User, User.id == Participant.user_id)
+                                    .where(Participant.event_id == event_id)).all())
+
+
 def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdded:
     with session_scope() as session:
         event = authz.event(session, actor, event_id, manage="add people to")
@@ -226,6 +236,42 @@ def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdd
     with session_scope() as session:
         added = [m for m in _members(session, event_id) if m.user_id in set(user_ids)]
     return MembersAdded(added=added, invited=invited)
+
+
+def preview_members(actor: Actor, event_id: int, people: list[Member]) -> list[MemberChange]:
+    """What add_members would do with these people, changing nothing: who gets a new account, who
+    is matched to an existing one (by email, then user name, as events.ensure_user does), who is in
+    the event already. Same permission as adding them."""
+    with session_scope() as session:
+        event = authz.event(session, actor, event_id, manage="add people to")
+        if event.status in CLOSED:
+            raise Conflict(f"event {event_id} is {event.status}: nobody can join it any more")
+        deployed = event.status in (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)
+        by_email = {u.email: u for u in session.execute(
+            select(User).where(User.email.in_([p.email for p in people]))).scalars()}
+        by_name = {u.username: u for u in session.execute(
+            select(User).where(User.username.in_([p.username for p in people]))).scalars()}
+        present = dict(session.execute(select(Participant.user_id, Participant.role).where(
+            Participant.event_id == event_id, Participant.removed_at.is_(None))).all())
+    changes = []
+    for person in people:
+        user = by_email.get(person.email) or by_name.get(person.username)
+        gets_vm = " and gets a VM now (the event is deployed)" if deployed and person.role == Role.PARTICIPANT else ""
+        if user is not None and user.id in present:
+            if present[user.id] == person.role:
+                change, detail = "unchanged", f"already in the event as {person.role}"
+            else:
+                change, detail = "role changes", f"{present[user.id]} becomes {person.role}{gets_vm}"
+        elif user is not None:
+            via = "email" if user.email == person.email else "user name (their email changes)"
+            change = "existing account"
+            detail = f"joins as {person.role}; account {user.username} (same {via}){gets_vm}"
+        else:
+            change, detail = "new account", f"joins as {person.role}; gets an email to choose a password{gets_vm}"
+        changes.append(MemberChange(username=user.username if user is not None and user.email == person.email
+                                    else person.username, email=person.email, role=person.role, change=change,
+                                    detail=detail))
+    return changes
 
 
 CSV_FIELDS = ("username", "email", "first_name", "last_name", "role")

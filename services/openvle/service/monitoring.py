@@ -48,7 +48,7 @@ def queue_counts() -> list[QueueView]:
         queue = Queue(spec.name, connection=redis)
         pol = policy(spec.name, settings)
         oldest = None
-        first = queue.get_job_ids(0, 0)
+        first = queue.get_job_ids(0, 1)  # the head of the queue (offset, length: RQ 3)
         if first:
             job = queue.fetch_job(first[0])
             if job is not None and job.enqueued_at is not None:
@@ -133,3 +133,16 @@ def node_history(actor: Actor, node: str, hours: int = 24) -> list[NodeMetricVie
         raise NotFound("node metric history is not kept: set MONGO_URL to keep it")
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
     return [NodeMetricView.model_validate({**d, "time": _naive(d["time"])}) for d in store.history(node, since)]
+
+
+def history_kept() -> bool:
+    """Whether node metric history is kept at all (MONGO_URL is set)."""
+    return get_metrics_store() is not None
+
+
+def node_histories(actor: Actor, hours: int = 24) -> dict[str, list[NodeMetricView]] | None:
+    """Every known node's metric history (one chart each); None when no history is kept."""
+    if not history_kept():
+        authz.require_admin(actor, "watch the Proxmox nodes")
+        return None
+    return {node.name: node_history(actor, node.name, hours) for node in nodes(actor)}

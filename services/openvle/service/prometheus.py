@@ -53,7 +53,7 @@ class OpenVleCollector:
                           "finished": queue.finished_job_registry.count, "canceled": queue.canceled_job_registry.count}
                 for registry in REGISTRIES:
                     depth.add_metric([name, registry], counts[registry])
-                first = queue.get_job_ids(0, 0)
+                first = queue.get_job_ids(0, 1)  # the head of the queue (offset, length: RQ 3)
                 job = queue.fetch_job(first[0]) if first else None
                 age = now - job.enqueued_at.timestamp() if job is not None and job.enqueued_at else 0.0
                 oldest.add_metric([name], max(0.0, age))

@@ -15,6 +15,7 @@ from openvle.accounts.identity import Actor
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, TaskDependency, TaskStatus
 from openvle.errors import Invalid
+from openvle.operations import all_operations
 from openvle.queues import QUEUE_NAMES
 from openvle.service.views import ControlOutcome, ControlResult, Page, TaskDetailView, TaskView
 
@@ -66,14 +67,22 @@ class TaskFilter(BaseModel):
 
 
 def list_tasks(actor: Actor, where: TaskFilter, before: int | None = None, limit: int = 50) -> Page[TaskView]:
-    """Newest first; `before` (an id) continues after a page (keyset: as fast deep as on top)."""
+    """Newest first; `before` (an id) continues after a page (keyset: as fast deep as on top).
+
+    Someone who sees only some Tasks (teachers, students) sees the union of a few kinds (their own
+    requests, their VMs', their events'): each kind is read as its own indexed keyset page and the
+    pages are merged, since one OR over them would make the database read the whole table."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit must be 1 to {MAX_PAGE}, not {limit}")
     with session_scope() as session:
-        query = where.apply(select(*_LISTED).where(authz.tasks_clause(session, actor)))
-        if before is not None:
-            query = query.where(Task.id < before)
-        rows = session.execute(query.order_by(Task.id.desc()).limit(limit + 1)).all()
+        found: dict[int, object] = {}
+        for branch in authz.tasks_branches(session, actor):
+            query = where.apply(select(*_LISTED).where(branch))
+            if before is not None:
+                query = query.where(Task.id < before)
+            for row in session.execute(query.order_by(Task.id.desc()).limit(limit + 1)):
+                found.setdefault(row.id, row)
+        rows = [found[task_id] for task_id in sorted(found, reverse=True)[:limit + 1]]
         items = [TaskView.model_validate(row._mapping) for row in rows[:limit]]
     return Page[TaskView](items=items, next_before=items[-1].id if len(rows) > limit else None)
 
@@ -90,6 +99,22 @@ def get_task(actor: Actor, task_id: int) -> TaskDetailView:
         return TaskDetailView.model_validate({**TaskView.model_validate(task).model_dump(), "params": task.params,
                                               "depends_on": sorted(parents), "dependents": sorted(children),
                                               "subtasks": task.subtasks, "logs": task.logs})
+
+
+def tasks_by_ids(actor: Actor, task_ids: list[int]) -> list[TaskView]:
+    """Those of `task_ids` the actor sees, by id (what a confirmation names before a bulk control)."""
+    ids = sorted(set(task_ids))[:MAX_BULK]
+    if not ids:
+        return []
+    with session_scope() as session:
+        rows = session.execute(select(*_LISTED).where(Task.id.in_(ids), authz.tasks_clause(session, actor))
+                               .order_by(Task.id)).all()
+    return [TaskView.model_validate(row._mapping) for row in rows]
+
+
+def operation_names() -> list[str]:
+    """Every operation a Task can name (a filter's choices)."""
+    return sorted(all_operations())
 
 
 def tasks_of(actor: Actor, where: TaskFilter, limit: int = 20) -> list[TaskView]:
@@ -126,8 +151,14 @@ def control(actor: Actor, action: str, request: ControlRequest, one: bool = Fals
         query = request.filter.apply(select(Task.id).where(Task.status.in_(eligible)))
         with session_scope() as session:  # oldest first: a requeued parent before its dependents
             ids = list(session.execute(query.order_by(Task.id).limit(request.limit)).scalars())
-    run = controls.check if request.dry_run else (lambda a, t: controls.apply(a, t, actor.requested_by))
-    outcomes = [run(action, task_id) for task_id in ids]
+    outcomes = []
+    would: set[int] = set()  # a dry run of a chain: its parents are requeued first, as they would be
+    for task_id in ids:
+        outcome = (controls.check(action, task_id, frozenset(would)) if request.dry_run
+                   else controls.apply(action, task_id, actor.requested_by))
+        if outcome.done:
+            would.add(task_id)
+        outcomes.append(outcome)
     done = [ControlOutcome.model_validate(o, from_attributes=True) for o in outcomes if o.done]
     skipped = [ControlOutcome.model_validate(o, from_attributes=True) for o in outcomes if not o.done]
     return ControlResult(action=action, dry_run=request.dry_run, count=len(done), task_ids=[o.task_id for o in done],

@@ -316,3 +316,25 @@ class AuditView(View):
     object_id: str | None
     outcome: int
     detail: str | None
+
+
+class LabView(View):
+    """A student's VM as "my labs" shows it: the state in words, what is pending, the last error."""
+
+    vm: VmView
+    event_name: str | None
+    state: str = Field(description="running, stopped, being cloned, failed, being removed, missing or unknown")
+    pending: str | None = Field(description="the action in flight (start, stop, reset, migrate), if any")
+    pending_task_id: int | None
+    last_error: str | None = Field(description="why the VM's latest finished Task failed, if it did")
+    can_act: bool = Field(description="start, stop and reset are possible now")
+
+
+class MemberChange(View):
+    """What adding one person to an event would do (the preview of a CSV upload)."""
+
+    username: str
+    email: str
+    role: str
+    change: str = Field(description="new account, existing account, already in, role changes")
+    detail: str

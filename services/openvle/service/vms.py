@@ -10,11 +10,11 @@ from openvle import authz
 from openvle.accounts.identity import Actor
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import Node, Task, TaskStatus, User, Vm, VmState
+from openvle.db.models import Event, Node, Task, TaskStatus, User, Vm, VmState
 from openvle.errors import Conflict, Invalid
 from openvle.jobs.vms import request_action
 from openvle.service.tasks import TaskFilter, get_task, tasks_of
-from openvle.service.views import Page, TaskRequest, VmDetailView, VmView
+from openvle.service.views import LabView, Page, TaskRequest, VmDetailView, VmView
 
 ACTIONS = ("start", "stop", "reset", "migrate")
 
@@ -82,3 +82,65 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
         task = request_action(action, vm_id, target_node=target_node, requested_by=actor.requested_by,
                               event_id=event_id)
     return TaskRequest(task=get_task(actor, task.id), created=True)
+
+
+# --- "my labs": one's own VMs with their state in words -------------------------------------------------
+
+# "<what> did not work: <why>" in plain words, for the VM's operations.
+OPERATION_WORDS = {"vm.clone": "Making the VM (clone)", "vm.start": "Start", "vm.stop": "Stop", "vm.reset": "Reset",
+                   "vm.migrate": "Moving it to another node", "vm.delete": "Removing it"}
+_RECENT_TASKS = 20  # per VM: enough to find the one in flight and the latest finished
+
+
+def _state_words(vm: Vm, latest_finished: Task | None) -> str:
+    if vm.state == VmState.PROVISIONING:
+        failed = latest_finished is not None and latest_finished.operation == "vm.clone" \
+            and latest_finished.status in (TaskStatus.ERROR, TaskStatus.CANCELLED)
+        return "failed" if failed else "being cloned"
+    if vm.state == VmState.READY:
+        return vm.status if vm.status in ("running", "stopped") else "unknown"
+    return {VmState.DELETING: "being removed", VmState.MISSING: "missing"}.get(vm.state, vm.state)
+
+
+def lab_of(vm: Vm, event_name: str | None, tasks: list[Task], owner: str | None) -> LabView:
+    """`tasks`: the VM's latest Tasks, newest first."""
+    active = next((t for t in tasks if t.status in TaskStatus.ACTIVE and t.operation != "vm.clone"), None)
+    finished = next((t for t in tasks if t.status in TaskStatus.FINAL), None)
+    error = None
+    if finished is not None and finished.status in (TaskStatus.ERROR, TaskStatus.CANCELLED):
+        what = OPERATION_WORDS.get(finished.operation, finished.operation)
+        error = f"{what} did not work: {finished.error or 'it was cancelled'}"
+    state = _state_words(vm, finished)
+    return LabView(vm=_view(vm, owner), event_name=event_name, state=state,
+                   pending=active.operation.removeprefix("vm.") if active is not None else None,
+                   pending_task_id=active.id if active is not None else None, last_error=error,
+                   can_act=vm.state == VmState.READY and active is None)
+
+
+def my_labs(actor: Actor) -> list[LabView]:
+    """The caller's own VMs (not the ones they may see as a teacher), live ones only, newest first."""
+    if actor.user_id is None:
+        return []
+    with session_scope() as session:
+        rows = session.execute(
+            select(Vm, Event.name).outerjoin(Event, Event.id == Vm.event_id)
+            .where(Vm.user_id == actor.user_id, Vm.state != VmState.DELETED).order_by(Vm.id.desc())).all()
+        by_vm = _recent_tasks(session, [vm.id for vm, _ in rows])
+        return [lab_of(vm, name, by_vm.get(vm.id, []), actor.username) for vm, name in rows]
+
+
+def lab(actor: Actor, vm_id: int) -> LabView:
+    """One VM as a card, for whoever may see it (owner, their teacher, admin); else NotFound."""
+    with session_scope() as session:
+        vm = authz.vm(session, actor, vm_id)
+        name = session.get(Event, vm.event_id).name if vm.event_id is not None else None
+        owner = session.get(User, vm.user_id).username if vm.user_id else None
+        return lab_of(vm, name, _recent_tasks(session, [vm_id]).get(vm_id, []), owner)
+
+
+def _recent_tasks(session, vm_ids: list[int]) -> dict[int, list[Task]]:
+    found: dict[int, list[Task]] = {}
+    for vm_id in vm_ids:
+        found[vm_id] = list(session.execute(
+            select(Task).where(Task.vm_id == vm_id).order_by(Task.id.desc()).limit(_RECENT_TASKS)).scalars())
+    return found

@@ -4,6 +4,7 @@ serving the API under a path prefix the way Tomcat serves the guacamole webapp (
 from __future__ import annotations
 
 import json
+import ssl
 from urllib.parse import parse_qsl, urlsplit
 
 from ..http import Simulator, SimulatorHandler, SimulatorServer
@@ -64,20 +65,22 @@ class _Handler(SimulatorHandler):
 
 
 class _Server(SimulatorServer):
-    def __init__(self, address: tuple[str, int], prefix: str, state: GuacamoleState, api: Api):
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], prefix: str, state: GuacamoleState, api: Api,
+                 context: ssl.SSLContext | None = None):
+        super().__init__(address, _Handler, context=context)
         self.prefix = prefix
         self.state = state
         self.api = api
 
 
 class GuacamoleSimulator(Simulator):
-    """The Guacamole REST API over HTTP at `url` (…/guacamole), backed by an in-memory JDBC database (`state`)."""
+    """The Guacamole REST API over HTTP at `url` (…/guacamole), backed by an in-memory JDBC database (`state`);
+    over HTTPS with `tls_context` (a server-side SSLContext)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, prefix: str = "/guacamole",
                  username: str = "guacadmin", password: str = "guacadmin", data_source: str = "mysql",
-                 token_ttl: float = 3600.0, seed: int | None = None):
-        super().__init__(host, port)
+                 token_ttl: float = 3600.0, seed: int | None = None, tls_context: ssl.SSLContext | None = None):
+        super().__init__(host, port, tls_context)
         self.prefix = self.path = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.username = username
         self.password = password
@@ -86,4 +89,4 @@ class GuacamoleSimulator(Simulator):
                                     token_ttl=token_ttl, seed=seed)
 
     def _build(self) -> _Server:
-        return _Server((self.host, self._port), self.prefix, self.state, Api(self.state))
+        return _Server((self.host, self._port), self.prefix, self.state, Api(self.state), self.tls_context)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import ssl
 import threading
 from email import policy
 from email.parser import BytesParser
@@ -102,18 +103,21 @@ class _Handler(SimulatorHandler):
 
 
 class _Server(SimulatorServer):
-    def __init__(self, address: tuple[str, int], state: MoodleState, api: Api, stopping: threading.Event):
-        super().__init__(address, _Handler, stopping=stopping)
+    def __init__(self, address: tuple[str, int], state: MoodleState, api: Api, stopping: threading.Event,
+                 context: ssl.SSLContext | None = None):
+        super().__init__(address, _Handler, stopping=stopping, context=context)
         self.state = state
         self.api = api
 
 
 class MoodleSimulator(Simulator):
-    """Moodle's REST web services over HTTP, backed by an in-memory site (`state`)."""
+    """Moodle's REST web services over HTTP, backed by an in-memory site (`state`); over HTTPS with
+    `tls_context` (a server-side SSLContext)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 duplicate_seconds: float = 2.0, fault_seed: int | None = None, **config: Any):
-        super().__init__(host, port)
+                 duplicate_seconds: float = 2.0, fault_seed: int | None = None,
+                 tls_context: ssl.SSLContext | None = None, **config: Any):
+        super().__init__(host, port, tls_context)
         self.token = token or secrets.token_hex(16)  # Moodle tokens are 32 hex characters
         self.state = MoodleState(duplicate_seconds=duplicate_seconds, seed=fault_seed, **config)
         self._stopping = threading.Event()  # set by stop(): cuts the API's injected waits short
@@ -124,4 +128,4 @@ class MoodleSimulator(Simulator):
     def _build(self) -> _Server:
         self._stopping.clear()
         api = Api(self.state, self.token, lambda: self.url, self._pause)
-        return _Server((self.host, self._port), self.state, api, self._stopping)
+        return _Server((self.host, self._port), self.state, api, self._stopping, self.tls_context)
