@@ -494,7 +494,9 @@ def event_show(args: argparse.Namespace) -> int:
         print(f"  {label:<13}{value}")
     steps = shown["participants"]
     event_steps = steps.get("event", {})
-    stages_seen = {stage for who, stages in steps.items() if who != "event" for stage in stages}
+    # The table is the participants'; a teacher's own steps (their Guacamole login) are no column.
+    stages_seen = {stage for who, stages in steps.items() if who != "event" and who not in teachers
+                   for stage in stages}
     columns = [s for s in PARTICIPANT_STAGES if s in stages_seen]
     names = [p.username for p in participants]
     names += [who for who in steps if who != "event" and who not in names and who not in teachers]

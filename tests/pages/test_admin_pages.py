@@ -58,8 +58,11 @@ def test_an_admin_requeues_the_failed_tasks_of_an_event_after_a_fault_and_sees_t
         request_deploy(event_id, requested_by="user:someone")
         provisions = wait_for(lambda: len(event_tasks(event_id, "guac.provision")) == 2
                               and event_tasks(event_id, "guac.provision"), 60, "the provision steps", system.roles[1])
+        # The teacher's Guacamole login fails the same way: its retries are made due as well.
+        teacher = wait_for(lambda: event_tasks(event_id, "guac.teacher_account"), 60, "the teacher's login step",
+                           system.roles[1])
         for attempt in range(1, GUAC_ATTEMPTS):  # each retry made due now, not waited for
-            for task in provisions:
+            for task in provisions + teacher:
                 retry_now(task.id, attempt)
         wait_for(lambda: event_status(event_id) == "deployed_with_failures", 60, "the deploy to settle",
                  system.roles[1])
@@ -71,6 +74,7 @@ def test_an_admin_requeues_the_failed_tasks_of_an_event_after_a_fault_and_sees_t
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Tasks").click()
     page.get_by_label("Event", exact=True).select_option(str(event_id))
     page.get_by_label("Status", exact=True).select_option("error")
+    page.get_by_label("Operation", exact=True).select_option("guac.provision")
     page.get_by_role("button", name="Show").click()
     rows = page.locator("#task-rows tbody tr")
     expect(rows).to_have_count(2)
