@@ -6,7 +6,8 @@ machine's Redis and MariaDB (or the embedded defaults, as the rest of the suite)
 The system is started once per test module (each test makes its own users and events, so tests do
 not see each other's); every test gets fresh browser contexts, one per logged-in user.
 Screenshots: `shot(page, name)` saves under the test's tmp dir; `shot(page, name, readme=True)`
-also refreshes docs/screenshots/<name>.png, which the README shows.
+also refreshes docs/screenshots/<name>.png, which the README shows, when OPENVLE_REFRESH_SCREENSHOTS=1
+(an ordinary run never changes tracked files).
 """
 
 from __future__ import annotations
@@ -187,12 +188,12 @@ def login(open_browser, make_user):
 @pytest.fixture
 def shot(request, tmp_path: Path):
     """Save a screenshot: always under the test's tmp dir; with readme=True also as
-    docs/screenshots/<name>.png (the README's pictures, refreshed by the tests)."""
+    docs/screenshots/<name>.png (the README's pictures) when OPENVLE_REFRESH_SCREENSHOTS=1."""
 
     def save(page, name: str, readme: bool = False, full_page: bool = True) -> Path:
         path = tmp_path / f"{name}.png"
         page.screenshot(path=str(path), full_page=full_page)
-        if readme:
+        if readme and os.environ.get("OPENVLE_REFRESH_SCREENSHOTS") == "1":
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
         return path
