@@ -151,7 +151,7 @@ class ClickBench(deploys.Bench):
                 started = task.get("started_at")  # the first attempt's start
                 waited = to_ts(started) - to_ts(task["created_at"]) if started else float("nan")
                 self.clicks.append({"action": action, "status": task["status"], "settled": settled,
-                                    "waited": waited, "proxmox": action_s["start" if action == "reset" else action],
+                                    "waited": waited, "proxmox": action_s[action],  # the VMs are running when reset
                                     "phase": phase})
 
     def stop_workers(self) -> None:
