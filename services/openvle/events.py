@@ -283,7 +283,9 @@ def progress(event_id: int) -> dict:
         rows = session.execute(
             # event_id first: its index finds the event's steps (enqueue sets it from the target)
             select(Task.id, Task.target, Task.status).where(Task.event_id == event_id,
-                                                           Task.target.like(f"event:{event_id}/%"))
+                                                           Task.target.like(f"event:{event_id}/%"),
+                                                           # a VM someone clicked is no stage of a deploy or archive
+                                                           Task.target.not_like(f"event:{event_id}/vm:%"))
         ).all()
         names = dict(session.execute(
             select(Participant.id, User.username).join(User, User.id == Participant.user_id)
@@ -297,8 +299,6 @@ def progress(event_id: int) -> dict:
     people: dict[str, dict[str, str]] = {}
     stages: dict[str, dict[str, int]] = {}
     for target, (_, status) in latest.items():
-        if "/vm:" in target:
-            continue  # a start, stop or reset someone clicked: not a stage of the deploy or archive
         parts = target.split("/")
         stage = parts[-1]
         owner = names.get(int(parts[1].split(":")[1]), parts[1]) if len(parts) == 3 else "event"
