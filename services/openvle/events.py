@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from openvle import alerts
 from openvle.connections import get_redis
@@ -306,16 +306,17 @@ def progress(event_id: int) -> dict:
         people.setdefault(owner, {})[stage] = state
         stages.setdefault(stage, {}).setdefault(state, 0)
         stages[stage][state] += 1
-    run_steps = []
+    run_steps: dict[str, int] = {}
     if latest_run is not None:
-        with session_scope() as session:
-            run_steps = session.execute(select(Task.status).where(
-                Task.requested_by == f"task:{latest_run.id}")).scalars().all()
-    settled = sum(1 for s in run_steps if s in TaskStatus.FINAL)
+        with session_scope() as session:  # counted by the database: a big run's steps are many rows
+            run_steps = dict(session.execute(select(Task.status, func.count()).where(
+                Task.requested_by == f"task:{latest_run.id}").group_by(Task.status)).all())
+    steps = sum(run_steps.values())
+    settled = sum(n for s, n in run_steps.items() if s in TaskStatus.FINAL)
     summary.update(
         operation=latest_run.operation if latest_run else None,
-        percent=settled * 100 // len(run_steps) if run_steps else 0,
-        steps=len(run_steps), settled=settled, stages=stages, participants=people,
+        percent=settled * 100 // steps if steps else 0,
+        steps=steps, settled=settled, stages=stages, participants=people,
         in_flight=latest_run is not None and latest_run.status in TaskStatus.ACTIVE,
     )
     return summary

@@ -73,9 +73,11 @@ def _members(session, event_id: int, only_user: int | None = None) -> list[Membe
     return [MemberView.model_validate(row._asdict()) for row in session.execute(query).all()]
 
 
-def get_event(actor: Actor, event_id: int) -> EventDetailView:
+def get_event(actor: Actor, event_id: int, manage: str | None = None) -> EventDetailView:
+    """The event with its members (all of them for its teachers, only oneself for a participant);
+    with `manage`, only for those who may do that to it (Forbidden for its participants)."""
     with session_scope() as session:
-        event = authz.event(session, actor, event_id)
+        event = authz.event(session, actor, event_id, manage=manage)
         view = _views(session, actor, [event])[0]
         members = _members(session, event_id, None if view.teaches else actor.user_id)
     return EventDetailView(**view.model_dump(), members=members)

@@ -22,6 +22,7 @@ from openvle.backend.pages.render import html, poll_answer, polled, render
 from openvle.errors import NotFound, RequestError
 from openvle.service import events, templates
 from openvle.service.tasks import TaskFilter, tasks_of
+from openvle.service.views import EventDetailView
 from openvle.specs import EventPatch, EventSpec, Member
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -89,9 +90,9 @@ def create_event(request: Request, name: str = Form("", max_length=300), descrip
 # --- one event ------------------------------------------------------------------------------------------
 
 
-def _live(request: Request, actor: Actor, event_id: int):
+def _live(request: Request, actor: Actor, event_id: int, event: EventDetailView | None = None):
     """The part that moves while work runs: status, percentage, the buttons, the stage table."""
-    event = events.get_event(actor, event_id)
+    event = event or events.get_event(actor, event_id)
     progress = events.progress(actor, event_id)
     stages = ARCHIVE_STAGES if progress.operation == "event.archive" else DEPLOY_STAGES
     course = progress.participants.get("event", {})
@@ -118,9 +119,10 @@ def _step(target: str | None, names: dict[int, str]) -> str:
 
 
 def _event_page(request: Request, actor: Actor, event_id: int, status: int = 200, **forms: FormState) -> Response:
-    members = events.list_members(actor, event_id)  # NotFound / Forbidden unless they may manage it
-    event = events.get_event(actor, event_id)
-    live, _ = _live(request, actor, event_id)
+    # Read once for the whole page (200 members are many rows); NotFound / Forbidden unless they may manage it.
+    event = events.get_event(actor, event_id, manage="see the participants of")
+    members = event.members
+    live, _ = _live(request, actor, event_id, event)
     history, _ = _history(request, actor, event_id)
     blank = {"add": FormState(values={"role": "participant"}), "csv": FormState(), "dates": FormState(
         values={"start": local(event.start_at), "end": local(event.end_at)})}
@@ -136,14 +138,13 @@ def event_page(event_id: Id, request: Request, actor: Actor = Depends(page_actor
 
 @router.get("/events/{event_id}/live", name="pages.event_live")
 def event_live(event_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Response:
-    events.list_members(actor, event_id)  # the same check as the page
-    return poll_answer(request, *_live(request, actor, event_id))
+    event = events.get_event(actor, event_id, manage="see the participants of")  # the same check as the page
+    return poll_answer(request, *_live(request, actor, event_id, event))
 
 
 @router.get("/events/{event_id}/tasks", name="pages.event_tasks")
 def event_tasks(event_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Response:
-    events.list_members(actor, event_id)
-    return poll_answer(request, *_history(request, actor, event_id))
+    return poll_answer(request, *_history(request, actor, event_id))  # its names need the page's permission
 
 
 @router.post("/events/{event_id}/run/{verb}", name="pages.event_run")
