@@ -405,7 +405,9 @@ def test_stop_worker_mid_job_exits_zero_while_a_second_host_worker_carries_on(li
         live.compose.run("stop", "worker", timeout=600)
         for name in containers:
             state = live.compose.inspect(name)["State"]
-            assert state["Status"] == "exited" and state["ExitCode"] == 0, (name, state)
+            if state["Status"] != "exited" or state["ExitCode"] != 0:
+                logs = stack.podman("logs", "--tail", "40", name, check=False)
+                raise AssertionError(f"{name} did not exit 0 on stop: {state}\n{logs.stdout}{logs.stderr}")
         assert_finished_in_one_attempt(live, [running])
         assert not live.task(running)["subtasks"][0]["worker"].startswith("worker@second-host.")
 
