@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -185,6 +186,30 @@ def image_size_mb(image: str = IMAGE) -> tuple[float, float]:
 
 # --- compose ----------------------------------------------------------------------------------------
 
+PUBLISHED = ("REDIS", "MARIADB", "PVE", "GUACAMOLE", "MOODLE", "MAIL", "BACKEND")  # OVERRIDE's ${OPENVLE_STACK_PORT_*}
+LOWEST_PORT = 20000
+
+
+def free_ports(names: tuple[str, ...]) -> dict[str, int]:
+    """Ports free on 127.0.0.1 below the kernel's ephemeral range, one per name. Ports in that
+    range are handed to every outgoing connection: one podman picked when the container was
+    created was seen taken by the time it started (after its dependencies became healthy)."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    found: dict[str, int] = {}
+    candidates = iter(range(LOWEST_PORT, ephemeral_low))
+    for name in names:
+        for port in candidates:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            found[name] = port
+            break
+        else:
+            raise RuntimeError(f"no free port on 127.0.0.1 from {LOWEST_PORT} to {ephemeral_low}")
+    return found
+
 @dataclass
 class Compose:
     """The real Compose binary against the podman API, with the production file (as a link, so
@@ -194,6 +219,8 @@ class Compose:
     directory: Path            # holds .env and compose/ (links to the repository's files)
     project: str = "openvle-stack-test"
     binary: Path = field(default_factory=compose_binary)
+    # The host ports OVERRIDE publishes, fixed for the stack's life so `down`/`up` keeps them.
+    ports: dict[str, int] = field(default_factory=lambda: free_ports(PUBLISHED))
 
     def __post_init__(self) -> None:
         linked = self.directory / "compose"
@@ -209,7 +236,8 @@ class Compose:
     @property
     def env(self) -> dict[str, str]:
         # BuildKit would pull moby/buildkit: the classic builder goes through podman's API.
-        return {**PODMAN_ENV, "DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"}
+        return {**PODMAN_ENV, "DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false",
+                **{f"OPENVLE_STACK_PORT_{name}": str(port) for name, port in self.ports.items()}}
 
     def command(self, *args: str) -> list[str]:
         return [str(self.binary), "-p", self.project, "--env-file", str(self.env_file),

@@ -18,6 +18,7 @@ import datetime as dt
 import fcntl
 import re
 import secrets
+import statistics
 import subprocess
 import tempfile
 import time
@@ -431,14 +432,18 @@ def sync_gaps(live: Stack, after: dt.datetime) -> list[float]:
 
 
 def test_changing_the_sync_interval_in_env_and_up_takes_effect(live):
+    # A sync's Task is made when worker-periodic takes its tick, which may wait behind the previous
+    # sync: one gap can be seconds short or long. The mean over several gaps cannot drift past the
+    # midpoint between the two intervals unless the interval in force is the other one.
+    midpoint = (FIRST_SYNC_INTERVAL + CHANGED_SYNC_INTERVAL) / 2
     before = sync_gaps(live, dt.datetime.min.replace(tzinfo=dt.UTC))
-    assert before and min(before) < CHANGED_SYNC_INTERVAL - 3, before  # the first interval was in force
+    assert len(before) >= 3 and statistics.mean(before) < midpoint, before  # the first interval was in force
     live.compose.set_env(WORKER_PVE_PERIODIC_INTERVAL=str(CHANGED_SYNC_INTERVAL))
     live.up(label="up -d after a .env change to healthy")
     changed = dt.datetime.now(dt.UTC)
-    gaps = wait_for(lambda: len(g := sync_gaps(live, changed)) >= 2 and g, 4 * CHANGED_SYNC_INTERVAL + 60,
-                    "two node sync gaps after the change")
-    assert min(gaps) >= CHANGED_SYNC_INTERVAL - 3, gaps
+    gaps = wait_for(lambda: len(g := sync_gaps(live, changed)) >= 3 and g, 5 * CHANGED_SYNC_INTERVAL + 60,
+                    "three node sync gaps after the change")
+    assert statistics.mean(gaps) > midpoint, gaps
 
 
 def test_down_and_up_keep_queued_work_and_rows_and_down_v_removes_them(live):
