@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import select, update
 
-from openvle import pacing, records
+from openvle import dead_workers, pacing, records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
@@ -54,6 +54,10 @@ class Report:
 def reconcile(grace_seconds: int | None = None) -> Report:
     settings = get_settings()
     redis = get_redis()
+    # Jobs of workers that died (their process gone, their heartbeat late) go to RQ as abandoned now,
+    # not a minute later; and their schedulers' locks are freed for a live worker to take.
+    dead_workers.reap(redis, QUEUE_NAMES, settings.WORKER_JOB_MONITORING_INTERVAL)
+    dead_workers.free_dead_scheduler_locks(redis, QUEUE_NAMES)
     # Let RQ find abandoned jobs on every queue, even those no live worker listens on.
     for name in QUEUE_NAMES:
         StartedJobRegistry(name, connection=redis).cleanup()

@@ -250,8 +250,10 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, traceback) -> None
         return
     task_id = task_id_of(job)
     if task_id is not None:
+        because = (job.meta or {}).get("lost_because")  # said by dead_workers, which found it
         record_lost_attempt(
             task_id,
+            f"attempt lost: {because}" if because else
             "attempt lost: its worker stopped sending heartbeats (killed, OOM or host lost)",
             final=not job.retries_left,
             queue=job.origin,
