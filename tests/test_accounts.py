@@ -255,3 +255,40 @@ def test_sessions_end_when_the_password_changes(client):
                           headers=csrf)
     assert changed.status_code == 200
     assert client.get("/api/me").status_code == 401
+
+
+def test_an_event_with_a_moodle_course_refuses_people_without_first_and_last_name(client):
+    """Moodle refuses an account without both names at enrolment ("The field lastname cannot be
+    blank"): the event is refused when it is made, naming the person and the field."""
+    from openvle.accounts.users import create_user
+    from openvle.db.models import Event
+    from openvle.events import create_template
+
+    create_template("with-course", pve_vmid=9001, node="pve1", moodle_course_id=2)
+    create_template("no-course", pve_vmid=9001, node="pve1")
+    _, admin = account("adm", "admin")
+    create_user("known", "known@uni.example", first_name="Kim", last_name="Known")
+    body = {"name": "Lab", "template": "with-course", "start": "2031-03-01T09:00:00Z", "end": "2031-03-01T12:00:00Z",
+            "participants": [{"username": "p1", "email": "p1@uni.example", "first_name": "Pat", "last_name": "One"},
+                             {"username": "known", "email": "known@uni.example"}],  # the account has both
+            "teachers": [{"username": "t1", "email": "t1@uni.example"}]}
+
+    refused = client.post("/api/events", json=body, headers=bearer(admin))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"].startswith("teachers[1] (t1): first_name is missing: the event's Moodle course "
+                                              "enrols nobody without a first and a last name")
+    body["teachers"] = [{"username": "t1", "email": "t1@uni.example", "first_name": "Tea"}]
+    body["participants"][0].pop("last_name")
+    refused = client.post("/api/events", json=body, headers=bearer(admin))
+    assert refused.status_code == 422 and refused.json()["error"].startswith(
+        "participants[1] (p1): last_name is missing"), refused.text
+    with session_scope() as session:
+        assert session.execute(select(Event.id)).first() is None  # nothing half-made
+        assert set(session.execute(select(User.username)).scalars()) == {"adm", "known"}
+
+    body["participants"][0]["last_name"] = "One"
+    body["teachers"][0]["last_name"] = "Cher"
+    assert client.post("/api/events", json=body, headers=bearer(admin)).status_code == 201
+    no_moodle = {**body, "name": "No Course", "template": "no-course",
+                 "teachers": [{"username": "t2", "email": "t2@uni.example"}]}  # nothing needs their names
+    assert client.post("/api/events", json=no_moodle, headers=bearer(admin)).status_code == 201

@@ -41,7 +41,7 @@ end: 2030-05-04T17:00:00Z
 participants:
   - {username: student01, email: student01@uni.example, first_name: Ada, last_name: One}
   - {username: Student02, email: student02@uni.example, first_name: Bo, last_name: Two}
-  - {username: student03, email: student03@uni.example}
+  - {username: student03, email: student03@uni.example, first_name: Cy, last_name: Three}
 teachers:
   - {username: teacher01, email: teacher01@uni.example, first_name: Tea, last_name: Cher}
 status: scheduled
@@ -129,6 +129,13 @@ BAD_INPUT = [
     ("email twice", "event", event_yaml() + "participants:\n  - {username: a1, email: a1@x.org}\n"
                                             "teachers:\n  - {username: t1, email: A1@x.org}\n",
      "teachers[1].email: 'a1@x.org' is already participants[1]"),
+    ("teacher without names (the template has a Moodle course)", "event",
+     event_yaml() + "teachers:\n  - {username: t1, email: t1@x.org}\n",
+     "teachers[1] (t1): first_name is missing: the event's Moodle course enrols nobody without a first and a last "
+     "name"),
+    ("participant without a last name", "event",
+     event_yaml() + "participants:\n  - {username: a1, email: a1@x.org, first_name: Ada}\n",
+     "participants[1] (a1): last_name is missing"),
     ("end already past", "event", event_yaml(start="2020-05-04T09:00:00Z", end="2020-05-04T17:00:00Z"),
      "its end (2020-05-04 17:00 UTC) is already past"),
     ("template missing fields", "template", "name: t\nnode: pve1\n", "pve_vmid: missing"),
@@ -139,7 +146,7 @@ BAD_INPUT = [
 
 def test_bad_input_is_one_line_naming_the_problem_and_exit_2(clean: Stores, tmp_path):
     env = clean.env()
-    create_template("ubuntu-cli", pve_vmid=9001, node="pve1")
+    create_template("ubuntu-cli", pve_vmid=9001, node="pve1", moodle_course_id=2)
     scheduled = create_event("Fine", "ubuntu-cli", dt.datetime(2030, 5, 4, 9), dt.datetime(2030, 5, 4, 17))
     runs = []
     for i, (case, noun, content, _) in enumerate(BAD_INPUT):

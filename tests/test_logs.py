@@ -50,3 +50,27 @@ def test_a_secret_in_a_job_error_reaches_neither_the_log_nor_the_task(start_role
     output = worker.output
     assert f"task={task.id}" in output and "failed for good" in output
     assert TOKEN not in output
+
+
+def test_lines_about_a_task_name_its_own_job_and_attempts_not_the_reconcilers(capsys, our_log_setup, clean):
+    from rq.job import Job
+
+    from openvle import records
+    from openvle.connections import get_redis
+    from openvle.db.engine import get_engine
+    from openvle.reconcile import reconcile
+
+    task = enqueue_operation("demo.guacamole", {})  # guacamole allows 6 attempts (WORKER_MAX_RETRY 5)
+    with get_engine().begin() as conn:
+        records.begin_attempt(conn, task.id, "worker@gone")
+    Job.fetch(task.rq_job_id, connection=get_redis()).delete()  # its worker and job are gone
+    logs.setup("worker", "INFO")
+
+    with logs.job_context(queue="core_periodic", job_id="the-reconcile-job", task_id=99, attempt="1/4"):
+        reconcile(grace_seconds=0)
+
+    lines = capsys.readouterr().out.splitlines()
+    lost = [line for line in lines if "attempt lost" in line]
+    assert lost, lines
+    assert all(f"queue=guacamole job={task.rq_job_id} task={task.id} attempt=1/6 " in line for line in lost), lost
+    assert not any("the-reconcile-job" in line for line in lines if f"task={task.id}" in line), lines

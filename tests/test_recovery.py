@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import time
@@ -305,3 +306,87 @@ def test_a_horse_whose_exit_rq_could_not_read_is_recorded_not_fatal(clean):
 
     attempt = load_task(task.id).subtasks[0]
     assert attempt.status == "error" and "its exit could not be read" in attempt.error
+
+
+# --- issue 17: a dead worker is noticed by what really tells, in seconds -------------------------------------
+
+
+def _entry_expiry(queue: str, job_id: str) -> float:
+    """When RQ itself would take the job for abandoned: its started-registry entry's score."""
+    from rq.registry import StartedJobRegistry
+
+    registry = StartedJobRegistry(queue, connection=get_redis())
+    entries = [e for e in get_redis().zrange(registry.key, 0, -1, withscores=True) if e[0].decode().startswith(job_id)]
+    assert entries, f"job {job_id} is not in the started registry"
+    return entries[0][1]
+
+
+def test_a_killed_worker_is_noticed_by_its_replacement_long_before_its_heartbeat_lapses(start_role, clean):
+    worker = start_role("worker")
+    task = enqueue_operation("demo.moodle", {"duration": 60})
+    job = Job.fetch(task.rq_job_id, connection=get_redis())
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, 15, "the job to start", worker)
+    horse = horse_of(worker.proc.pid)
+    rq_would_notice_at = _entry_expiry(task.queue, task.rq_job_id)
+
+    os.kill(horse, signal.SIGKILL)  # what `docker kill` does: everything at once, nothing written
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait()
+    killed_at = time.time()
+    restarted = start_role("worker")  # compose starts it again
+
+    lost = wait_for(lambda: (t := load_task(task.id)).subtasks[0].status == "error" and t, 60, "the lost attempt",
+                    restarted)
+    first = lost.subtasks[0]
+    noticed = first.finished_at.timestamp() + _utc_offset()
+    assert first.error.startswith("attempt lost: its worker worker@") and "is gone (pid" in first.error and \
+        "no longer runs" in first.error, first.error
+    # Told by its process, not by RQ's heartbeat expiry (job_monitoring_interval + 60 s after the last beat).
+    assert noticed < rq_would_notice_at - 30, (noticed - killed_at, rq_would_notice_at - killed_at)
+    print(f"lost attempt recorded {noticed - killed_at:.1f}s after the kill "
+          f"(RQ's heartbeat expiry: {rq_would_notice_at - killed_at:.0f}s)")
+
+
+def test_a_late_heartbeat_from_elsewhere_means_dead_only_when_it_stays_late(clean):
+    """A worker on another machine (or pid namespace) is judged by its heartbeat: 3 intervals late,
+    and the same beat still there on a second look at least one interval later (a worker cut off from
+    Redis beats again once Redis is back). Time is handed in, not waited for."""
+    from rq.utils import utcformat
+
+    from openvle.dead_workers import why_worker_dead
+
+    redis = get_redis()
+    beat = time.time()
+    redis.hset("rq:worker:worker@elsewhere.7", mapping={
+        "birth": utcformat(dt.datetime.fromtimestamp(beat - 100, dt.UTC)), "pid": "7", "hostname": "elsewhere",
+        "pid_space": "another-machine/123", "last_heartbeat": utcformat(dt.datetime.fromtimestamp(beat, dt.UTC))})
+
+    assert why_worker_dead(redis, "worker@elsewhere.7", 3, now=beat + 8) is None  # less than 3 beats late
+    assert why_worker_dead(redis, "worker@elsewhere.7", 3, now=beat + 10) is None  # late: first look
+    assert why_worker_dead(redis, "worker@elsewhere.7", 3, now=beat + 11) is None  # too soon after it
+    assert why_worker_dead(redis, "worker@elsewhere.7", 3, now=beat + 13) == \
+        "its worker worker@elsewhere.7 stopped sending heartbeats (13s without one)"
+
+    # It beat again meanwhile (Redis was away, not the worker): the late look starts over.
+    redis.hset("rq:worker:worker@elsewhere.7", "last_heartbeat",
+               utcformat(dt.datetime.fromtimestamp(beat + 12, dt.UTC)))
+    assert why_worker_dead(redis, "worker@elsewhere.7", 3, now=beat + 22) is None
+    assert why_worker_dead(redis, "worker@elsewhere.7", 3, now=beat + 30) is not None
+    gone = why_worker_dead(redis, "worker@never-there.1", 3)
+    assert gone == "its worker worker@never-there.1 is no longer registered"
+
+
+def test_a_live_worker_on_this_machine_is_never_taken_for_dead_however_late_its_heartbeat(clean):
+    from rq.utils import utcformat
+
+    from openvle.dead_workers import _process_started, pid_space, why_worker_dead
+
+    redis = get_redis()
+    born = dt.datetime.fromtimestamp(_process_started(os.getpid()) + 1, dt.UTC)  # this process is the worker
+    redis.hset("rq:worker:worker@here.me", mapping={
+        "birth": utcformat(born), "pid": str(os.getpid()), "hostname": "here", "pid_space": pid_space(),
+        "last_heartbeat": utcformat(born)})
+    an_hour_on = born.timestamp() + 3600  # Redis was away for an hour; the process still runs
+
+    assert why_worker_dead(redis, "worker@here.me", 3, now=an_hour_on) is None
+    assert why_worker_dead(redis, "worker@here.me", 3, now=an_hour_on + 60) is None  # nor on a second look

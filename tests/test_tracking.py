@@ -160,3 +160,68 @@ def test_a_job_whose_success_pipeline_is_retried_leaves_no_abandoned_leftover(cl
     queue.started_job_registry.cleanup(timestamp=time.time() + 10**6)  # RQ's cleanup, as far ahead as it gets
     assert Job.fetch(job.id, connection=get_redis()).get_status() == JobStatus.FINISHED
     assert len(job.results()) == 1  # it did not run again
+
+
+def test_a_deadlock_opening_an_attempt_is_tried_again_with_one_warning_and_no_traceback(clean, caplog):
+    """A real InnoDB deadlock: another transaction holds the Task's row and waits for a row our
+    transaction holds; InnoDB rolls ours back (the lighter one) with 1213."""
+    import logging
+    import threading
+    from contextlib import contextmanager
+
+    import pytest
+    from sqlalchemy import update
+
+    from openvle import tracking
+    from openvle.db.engine import get_engine
+    from openvle.db.models import Task
+
+    if not clean.database_url.startswith("mysql"):
+        pytest.skip("a deadlock needs MariaDB (InnoDB)")
+    task = enqueue_operation("demo.mails", {})
+    job = Job.fetch(task.rq_job_id, connection=get_redis())
+    engine = get_engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS deadlock_probe")
+        conn.exec_driver_sql("CREATE TABLE deadlock_probe (id INT PRIMARY KEY, n INT) ENGINE=InnoDB")
+        conn.exec_driver_sql("INSERT INTO deadlock_probe VALUES " + ",".join(f"({i}, 0)" for i in range(1, 101)))
+    other_holds_the_task, we_hold_the_probe = threading.Event(), threading.Event()
+
+    def other_transaction():
+        with engine.begin() as conn:
+            conn.execute(update(Task).where(Task.id == task.id).values(message="busy elsewhere"))
+            conn.exec_driver_sql("UPDATE deadlock_probe SET n = n + 1 WHERE id > 1")  # heavier: not the victim
+            other_holds_the_task.set()
+            we_hold_the_probe.wait(60)
+            conn.exec_driver_sql("UPDATE deadlock_probe SET n = n + 1 WHERE id = 1")  # closes the cycle
+
+    other = threading.Thread(target=other_transaction)
+    other.start()
+    assert other_holds_the_task.wait(60)
+    tries = []
+
+    @contextmanager
+    def transaction():
+        tries.append(1)
+        with engine.connect() as conn, conn.begin():
+            if len(tries) == 1:
+                conn.exec_driver_sql("UPDATE deadlock_probe SET n = n + 1 WHERE id = 1")
+                we_hold_the_probe.set()
+            yield conn
+
+    caplog.set_level(logging.INFO)
+    try:
+        tracking.open_attempt(job, "worker@test", transaction)
+    finally:
+        we_hold_the_probe.set()
+        other.join(60)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE deadlock_probe")
+
+    assert len(tries) == 2
+    assert tracking._opened_by_worker.pop(job.id) == 1
+    assert [(s.attempt, s.status) for s in load_task(task.id).subtasks] == [(1, "processing")]
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert said[0].levelname == "WARNING" and said[0].exc_info is None
+    assert "deadlock (1213)" in said[0].getMessage() and "trying again" in said[0].getMessage()

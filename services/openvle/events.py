@@ -197,9 +197,12 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
     _check_people_once(participants_, teachers)
     with session_scope() as session:
         column = Template.id if isinstance(template, int) else Template.name
-        template_id = session.execute(select(Template.id).where(column == template)).scalar()
-    if template_id is None:
+        found = session.execute(select(Template.id, Template.moodle_course_id).where(column == template)).first()
+    if found is None:
         raise EventError(f"event {name}: template {template!r} does not exist (create it first)")
+    template_id = found.id
+    if found.moodle_course_id:  # everyone is enrolled in the event's Moodle course
+        _check_names(participants_, teachers)
     people = [(ensure_user(**p), Role.PARTICIPANT) for p in participants_]
     people += [(ensure_user(**t, account_role=AccountRole.TEACHER), Role.TEACHER) for t in teachers]
     with session_scope() as session:
@@ -222,6 +225,26 @@ def _check_people_once(participants_: list[dict], teachers: list[dict]) -> None:
                 if key in seen:
                     raise EventError(f"{here}.{field}: {key[1]!r} is already {seen[key]}: list each person once")
                 seen[key] = here
+
+
+def _check_names(participants_: list[dict], teachers: list[dict]) -> None:
+    """Moodle refuses an account without a first and a last name ("The field lastname cannot be
+    blank"), but only at enrolment, long after the event was made: say so now. A name left out is
+    taken from the person's account when ensure_user will match one that has it."""
+    with session_scope() as session:
+        for group, people in (("participants", participants_), ("teachers", teachers)):
+            for index, person in enumerate(people, start=1):
+                username, email = str(person.get("username", "")).strip().lower(), person.get("email")
+                by_email = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+                by_name = None if by_email else session.execute(
+                    select(User).where(User.username == username)).scalar_one_or_none()
+                kept = {"first_name": (by_email or by_name).first_name if (by_email or by_name) else "",
+                        "last_name": by_email.last_name if by_email else ""}  # as ensure_user keeps them
+                for field in ("first_name", "last_name"):
+                    if not (str(person.get(field) or "").strip() or (kept[field] or "").strip()):
+                        raise EventError(
+                            f"{group}[{index}] ({username}): {field} is missing: the event's Moodle course "
+                            f"enrols nobody without a first and a last name; give {username} both")
 
 
 def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT, requested_by: str | None = None) -> int:

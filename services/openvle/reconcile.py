@@ -17,15 +17,20 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import select, update
 
-from openvle import pacing, records
+from openvle import dead_workers, pacing, records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
 from openvle.enqueue import enqueue_job, missing_jobs
-from openvle.logs import job_context
 from openvle.queues import QUEUE_NAMES, policy
 from openvle.settings import get_settings
-from openvle.tracking import cancel_jobs, continuing_attempt, record_lost_attempt
+from openvle.tracking import (
+    allowed_attempts,
+    cancel_jobs,
+    continuing_attempt,
+    record_lost_attempt,
+    task_log_context,
+)
 
 log = logging.getLogger("openvle.reconcile")
 
@@ -49,6 +54,10 @@ class Report:
 def reconcile(grace_seconds: int | None = None) -> Report:
     settings = get_settings()
     redis = get_redis()
+    # Jobs of workers that died (their process gone, their heartbeat late) go to RQ as abandoned now,
+    # not a minute later; and their schedulers' locks are freed for a live worker to take.
+    dead_workers.reap(redis, QUEUE_NAMES, settings.WORKER_JOB_MONITORING_INTERVAL)
+    dead_workers.free_dead_scheduler_locks(redis, QUEUE_NAMES)
     # Let RQ find abandoned jobs on every queue, even those no live worker listens on.
     for name in QUEUE_NAMES:
         StartedJobRegistry(name, connection=redis).cleanup()
@@ -74,7 +83,7 @@ def reconcile(grace_seconds: int | None = None) -> Report:
         jobs = Job.fetch_many([t.rq_job_id for t in tasks], connection=redis)
         for task, job in zip(tasks, jobs, strict=True):
             report.checked += 1
-            with job_context(queue=task.queue, job_id=task.rq_job_id, task_id=task.id):
+            with task_log_context(task.queue, task.rq_job_id, task.id, task.attempts, task.max_attempts):
                 _repair(task, job, report)
 
 
@@ -140,7 +149,7 @@ def _recreate_job(task: Task, report: Report) -> None:
     """The job is gone from Redis (never enqueued, or Redis lost it): enqueue it again."""
     queue_policy = policy(task.queue, get_settings())
     used = task.attempts
-    allowed = max(task.max_attempts, queue_policy.max_attempts) if task.max_attempts else queue_policy.max_attempts
+    allowed = allowed_attempts(task.queue, task.max_attempts)
     if task.status == TaskStatus.PROCESSING:
         record_lost_attempt(task.id, "attempt lost: its job vanished from Redis",
                             final=used >= allowed, queue=task.queue)
@@ -167,7 +176,7 @@ def _recreate_job(task: Task, report: Report) -> None:
     gone = set(missing_jobs([p.rq_job_id for p in waiting]))
     for parent in waiting:
         if parent.rq_job_id in gone:
-            with job_context(queue=parent.queue, job_id=parent.rq_job_id, task_id=parent.id):
+            with task_log_context(parent.queue, parent.rq_job_id, parent.id, parent.attempts, parent.max_attempts):
                 _recreate_job(parent, report)
     if missing_jobs([p.rq_job_id for p in waiting]):
         log.warning("a task it depends on could not be queued again; left for the next round")

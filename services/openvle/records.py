@@ -13,9 +13,8 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
-from sqlalchemy.exc import OperationalError
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
+from openvle.db.deadlocks import retry_deadlocks
 from openvle.db.engine import get_engine
 from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskLog, TaskStatus, utcnow
 
@@ -183,14 +182,9 @@ def add_log(conn: Connection, task_id: int, attempt: int, level: str, message: s
                                           created_at=utcnow()))
 
 
-def _deadlocked(exc: BaseException) -> bool:
-    """MariaDB/MySQL 1213 (deadlock) or 1205 (lock wait timeout): try the transaction again."""
-    return isinstance(exc, OperationalError) and getattr(exc.orig, "args", (None,))[0] in (1205, 1213)
-
-
 # Workers starting together (compose starts every replica at once) write to the same new index
 # pages here, and InnoDB may pick one of them as a deadlock victim: a warm-up is safe to repeat.
-@retry(retry=retry_if_exception(_deadlocked), stop=stop_after_attempt(5), wait=wait_random(0.05, 0.5), reraise=True)
+@retry_deadlocks("warming up the bookkeeping statements")
 def warm_up() -> None:
     """Run every statement above once, in a transaction that is rolled back (see module doc)."""
     with get_engine().connect() as conn:

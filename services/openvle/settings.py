@@ -83,11 +83,11 @@ class _Settings(BaseSettings):
     WORKER_PVE_PERIODIC_INTERVAL: int = setting(
         60, "seconds between Proxmox node syncs", "seconds, 5 to 86400", ge=5, le=86400)
     WORKER_MAINTENANCE_INTERVAL: int = setting(
-        30, "seconds between a worker's RQ registry cleanups (finds jobs of dead workers)",
-        "seconds, 5 to 3600", ge=5, le=3600)
+        10, "seconds between an idle worker's looks for dead workers (their jobs retried, their scheduler "
+        "locks freed) and RQ registry cleanups", "seconds, 5 to 3600", ge=5, le=3600)
     WORKER_JOB_MONITORING_INTERVAL: int = setting(
-        10, "seconds between heartbeats of a running job; a dead worker's job is noticed ~60 s after",
-        "seconds, 1 to 300", ge=1, le=300)
+        3, "seconds between heartbeats of a busy worker; a worker 3 heartbeats late, or whose process is gone "
+        "(seen from the same machine), is taken for dead and its job retried", "seconds, 1 to 300", ge=1, le=300)
     RECONCILE_INTERVAL: int = setting(
         60, "seconds between repairs of Tasks that disagree with their RQ job", "seconds, 5 to 3600",
         ge=5, le=3600)

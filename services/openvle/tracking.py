@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from openvle import alerts, records
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
+from openvle.db.deadlocks import retry_deadlocks
 from openvle.db.engine import get_engine
 from openvle.db.models import Task, TaskStatus
 from openvle.errors import PermanentError
@@ -124,16 +125,25 @@ def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractC
     if continuing is not None:  # called back (CheckBack): the attempt is already open
         _opened_by_worker[job.id] = continuing
         return
-    try:
+    attempt = attempt_of(job)
+    with job_context(queue=job.origin, job_id=job.id, task_id=task_id,
+                     attempt=f"{attempt}/{policy(job.origin, get_settings()).max_attempts}"):
         try:
-            with transaction() as conn:
-                opened = records.begin_known_attempt(conn, task_id, attempt_of(job), worker_name)
-            _opened_by_worker[job.id] = attempt_of(job) if opened else SKIP
-        except IntegrityError:  # requeued by hand: RQ's count no longer matches ours
-            with transaction() as conn:
-                _opened_by_worker[job.id] = records.begin_attempt(conn, task_id, worker_name) or SKIP
-    except Exception:  # the horse will try again itself
-        log.exception("could not open the attempt of task %s in the worker", task_id)
+            _opened_by_worker[job.id] = _open(task_id, attempt, worker_name, transaction)
+        except Exception:  # the horse will try again itself
+            log.exception("could not open the attempt of task %s in the worker", task_id)
+
+
+@retry_deadlocks("opening the attempt")
+def _open(task_id: int, attempt: int, worker_name: str,
+          transaction: Callable[[], AbstractContextManager[Connection]]) -> int:
+    try:
+        with transaction() as conn:
+            opened = records.begin_known_attempt(conn, task_id, attempt, worker_name)
+        return attempt if opened else SKIP
+    except IntegrityError:  # requeued by hand: RQ's count no longer matches ours
+        with transaction() as conn:
+            return records.begin_attempt(conn, task_id, worker_name) or SKIP
 
 
 def attempt_of(job: Job) -> int:
@@ -155,10 +165,22 @@ def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Con
         if job.get_status(refresh=True) != JobStatus.FINISHED:
             return
         result = job.return_value(refresh=True)
-        with transaction() as conn:
-            records.record_success(conn, task_id, attempt, result)
+        _record_success(transaction, task_id, attempt, result)
     except Exception:  # the reconciler closes it from RQ's record later
         log.exception("could not record the success of task %s", task_id)
+
+
+@retry_deadlocks("recording the success")
+def _record_success(transaction: Callable[[], AbstractContextManager[Connection]], task_id: int, attempt: int,
+                    result: Any) -> None:
+    with transaction() as conn:
+        records.record_success(conn, task_id, attempt, result)
+
+
+@retry_deadlocks("recording the failed attempt")
+def _record_failure(task_id: int, attempt: int | None, message: str, final: bool, wait: int | None) -> list[str]:
+    with get_engine().begin() as conn:
+        return records.record_failure(conn, task_id, attempt, message, final, wait)
 
 
 def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: BaseException, took: float) -> None:
@@ -169,8 +191,7 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
     final = permanent or job is None or not job.retries_left
     wait = None if final else policy(queue, get_settings()).wait_after(attempt)
     try:
-        with get_engine().begin() as conn:
-            cancelled = records.record_failure(conn, task_id, attempt, message, final, wait)
+        cancelled = _record_failure(task_id, attempt, message, final, wait)
     except Exception:  # the DB is down too: RQ still retries, the reconciler repairs the record
         log.exception("could not record the failed attempt of task %s", task_id)
         return
@@ -185,15 +206,29 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
         log.debug("traceback of the failed attempt", exc_info=exc)
 
 
+def allowed_attempts(queue: str, task_max_attempts: int | None) -> int:
+    """Attempts a Task may use: its queue's policy, or more when an operator requeued it."""
+    queue_max = policy(queue, get_settings()).max_attempts
+    return max(task_max_attempts, queue_max) if task_max_attempts else queue_max
+
+
+def task_log_context(queue: str, job_id: str, task_id: int, attempts: int, max_attempts: int | None):
+    """The log fields of one Task, for lines written about it from elsewhere (the reconcile job, a
+    worker's hook): its own job and attempt count, never those of the job that writes the line."""
+    return job_context(queue=queue, job_id=job_id, task_id=task_id,
+                       attempt=f"{attempts}/{allowed_attempts(queue, max_attempts)}")
+
+
 def record_lost_attempt(task_id: int, reason: str, final: bool, queue: str) -> None:
     """An attempt ended without our code seeing it (worker killed, horse died, job abandoned)."""
     with get_engine().begin() as conn:
-        row = conn.execute(select(Task.status, Task.attempts).where(Task.id == task_id)).first()
+        row = conn.execute(select(Task.status, Task.attempts, Task.max_attempts, Task.rq_job_id)
+                           .where(Task.id == task_id)).first()
         if row is None or row.status in TaskStatus.FINAL:
             return
         wait = None if final else policy(queue, get_settings()).wait_after(max(row.attempts, 1))
         cancelled = records.record_failure(conn, task_id, None, reason, final, wait)
-    with job_context(queue=queue, task_id=task_id):
+    with task_log_context(queue, row.rq_job_id, task_id, row.attempts, row.max_attempts):
         log.error("%s (%s)", reason, "failed for good" if final else f"next attempt in {wait}s")
     cancel_jobs(cancelled)
     if final:
@@ -215,8 +250,10 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, traceback) -> None
         return
     task_id = task_id_of(job)
     if task_id is not None:
+        because = (job.meta or {}).get("lost_because")  # said by dead_workers, which found it
         record_lost_attempt(
             task_id,
+            f"attempt lost: {because}" if because else
             "attempt lost: its worker stopped sending heartbeats (killed, OOM or host lost)",
             final=not job.retries_left,
             queue=job.origin,

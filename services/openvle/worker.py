@@ -22,12 +22,12 @@ from rq import Queue, Worker
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from openvle import records, tracking
+from openvle import dead_workers, records, tracking
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
 from openvle.operations import load_jobs
-from openvle.queues import ROLE_QUEUES
+from openvle.queues import QUEUE_NAMES, ROLE_QUEUES
 from openvle.settings import _Settings
 
 log = logging.getLogger("openvle.worker")
@@ -98,6 +98,28 @@ class TrackingWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.bookkeeping = HeldConnection()
+
+    def serialize(self) -> dict:
+        """RQ's registration, plus where our pid means something: a worker on the same machine and
+        pid namespace tells a dead one by its pid at once (dead_workers)."""
+        return {**super().serialize(), "pid_space": dead_workers.pid_space()}
+
+    def _start_scheduler(self, *args, **kwargs):
+        """A dead worker's scheduler keeps its queues' locks for 61 s: free them first, so this
+        worker schedules their retries and check-backs from its first moment."""
+        self._look_for_dead_workers()
+        super()._start_scheduler(*args, **kwargs)
+
+    def run_maintenance_tasks(self):
+        self._look_for_dead_workers()  # before RQ's part, which starts our scheduler if it can lock
+        super().run_maintenance_tasks()
+
+    def _look_for_dead_workers(self) -> None:
+        try:
+            dead_workers.reap(self.connection, QUEUE_NAMES, self.job_monitoring_interval)
+            dead_workers.free_dead_scheduler_locks(self.connection, self.queue_names())
+        except Exception as exc:  # never the reason a worker stops; the next look tries again
+            log.warning("could not look for dead workers: %s: %s", type(exc).__name__, exc)
 
     def handle_exception(self, job, *exc_info):
         """RQ logs every failed attempt with its traceback at ERROR; `execute` already logged a
