@@ -28,9 +28,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEV_REDIS_SOCKET = Path("var") / "redis" / "redis.sock"
 DEPLOY_STAGES = ("clone", "start", "access", "course", "enrol", "email", "course_email")
 ARCHIVE_STAGES = ("access", "stop", "delete", "account", "email", "course")
-PARTICIPANT_STAGES = ("clone", "start", "access", "stop", "delete", "account", "email", "course_email")
+SUSPEND_STAGES = ("revoke", "stop")
+RUN_STAGES = {"event.archive": ARCHIVE_STAGES, "event.suspend": SUSPEND_STAGES}  # else the deploy's (resume too)
+PARTICIPANT_STAGES = ("clone", "start", "access", "revoke", "stop", "delete", "account", "email", "course_email")
 EVENT_STAGES = ("course", "enrol")
-SETTLED_OK = {"event.deploy": "deployed", "event.archive": "archived"}
+SETTLED_OK = {"event.deploy": "deployed", "event.archive": "archived", "event.suspend": "suspended",
+              "event.resume": "deployed"}
 EXAMPLE_TIME = "2026-05-04T09:00:00Z"  # as in specs.py, without importing pydantic here
 
 
@@ -111,17 +114,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="YAML with name, pve_vmid, node, clone_mode, protocol, port, moodle_course_id "
                              "(- reads standard input)")
 
-    event = commands.add_parser("event", help="create, list, show, deploy, archive and retry events")
+    event = commands.add_parser("event", help="create, list, show, deploy, archive, suspend, resume and retry events")
     actions = event.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="create an event from a YAML file; prints its id")
     create.add_argument("-f", "--file", required=True, metavar="FILE",
-                        help="YAML with name, description, template, start, end, participants, teachers, status "
+                        help="YAML with name, description, template, start, end, participants, teachers, status, "
+                             "suspend_at, resume_at "
                              "(- reads standard input)")
     actions.add_parser("list", help="every event: id, name, status, start, end, participants")
     show = actions.add_parser("show", help="an event, its status reason and each participant's steps")
     show.add_argument("id", type=_event_id, metavar="ID")
     for name, text in (("deploy", "deploy the event (again: re-runs only what is missing)"),
                        ("archive", "archive the event: access, VMs, accounts, course"),
+                       ("suspend", "a break: stop every VM and take Guacamole access away (VMs, people and "
+                                   "course are kept)"),
+                       ("resume", "end the break: start every VM and give access back (same links and passwords)"),
                        ("retry", "re-run what failed: the deploy of an event deployed with failures, "
                                  "the archive of an event whose archive failed")):
         action = actions.add_parser(name, help=text)
@@ -142,6 +149,8 @@ def run(args: argparse.Namespace, settings: _Settings) -> int:
         ("event", "show"): event_show,
         ("event", "deploy"): event_deploy,
         ("event", "archive"): event_archive,
+        ("event", "suspend"): event_suspend,
+        ("event", "resume"): event_resume,
         ("event", "retry"): event_retry,
     }[(args.command, args.action)]
     return guarded(lambda: handler(args))
@@ -400,7 +409,8 @@ def event_create(args: argparse.Namespace) -> int:
         event_id = create_event(
             spec.name, template_id, spec.utc("start"), spec.utc("end"),
             participants_=[p.model_dump() for p in spec.participants],
-            teachers=[t.model_dump() for t in spec.teachers], description=spec.description, status=spec.status)
+            teachers=[t.model_dump() for t in spec.teachers], description=spec.description, status=spec.status,
+            suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"))
     except EventError as exc:
         raise CliError(f"{shown}: {exc}") from None
     print(event_id, flush=True)
@@ -485,6 +495,9 @@ def event_show(args: argparse.Namespace) -> int:
         fields.insert(1, ("description", _clip(" ".join(event.description.split()), 100)))
     if event.moodle_course_url:
         fields.append(("course", event.moodle_course_url))
+    if event.suspend_at:
+        fields.append(("break", f"suspended from {_when(event.suspend_at)} UTC"
+                                + (f", resumed from {_when(event.resume_at)} UTC" if event.resume_at else "")))
     if shown["operation"]:
         verb = shown["operation"].split(".")[1]
         state = "in flight" if shown["in_flight"] else "settled"
@@ -538,25 +551,47 @@ def event_archive(args: argparse.Namespace) -> int:
     return _request(args, request_archive, "archive")
 
 
+def event_suspend(args: argparse.Namespace) -> int:
+    from openvle.events import request_suspend
+
+    return _request(args, request_suspend, "suspend")
+
+
+def event_resume(args: argparse.Namespace) -> int:
+    from openvle.events import request_resume
+
+    return _request(args, request_resume, "resume")
+
+
 def event_retry(args: argparse.Namespace) -> int:
     from openvle.db.engine import session_scope
     from openvle.db.models import EventStatus
-    from openvle.events import request_archive, request_deploy
+    from openvle.events import request_archive, request_deploy, request_resume, request_suspend
 
     check_database()
     with session_scope() as session:
-        status = _event(session, args.id).status
+        event = _event(session, args.id)
+        status, reason = event.status, event.status_reason
     if status in (EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.DEPLOYING):
         return _request(args, request_deploy, "deploy")
     if status in (EventStatus.FAILED, EventStatus.ARCHIVING):
         return _request(args, request_archive, "archive")
+    if status == EventStatus.SUSPENDING or (status == EventStatus.SUSPENDED and reason):
+        return _request(args, request_suspend, "suspend")
+    if status == EventStatus.RESUMING:
+        return _request(args, request_resume, "resume")
     raise CliError(f"event {args.id} is {_status(status)}: nothing failed, so nothing to retry "
                    f"(`openvle event deploy {args.id}` or `openvle event archive {args.id}` start a run)")
 
 
 def _request(args: argparse.Namespace, request, verb: str) -> int:
     check_database()
-    asked = request(args.id, requested_by=f"cli:{_whoami()}")
+    try:
+        asked = request(args.id, requested_by=f"cli:{_whoami()}")
+    except Exception as exc:
+        _audit(verb, args.id, exc)
+        raise
+    _audit(verb, args.id)
     if asked.created:
         print(f"event {args.id}: {verb} requested, task {asked.task_id}", flush=True)
     else:
@@ -566,6 +601,19 @@ def _request(args: argparse.Namespace, request, verb: str) -> int:
         return EXIT_OK
     final = watch(args.id, timeout=args.timeout)
     return report(final, f"event.{verb}")
+
+
+def _audit(verb: str, event_id: int, refused: Exception | None = None) -> None:
+    """The audit log has who asked from the command line, as it has the API's requests."""
+    from openvle import auditlog
+    from openvle.accounts.identity import cli_actor
+    from openvle.events import EventError
+
+    if refused is not None and not isinstance(refused, EventError):
+        return  # a store that failed: nothing was asked
+    auditlog.record(actor=cli_actor(_whoami()), address="cli", method="CLI", path=f"openvle event {verb} {event_id}",
+                    action=f"cli.event.{verb}", outcome=409 if refused else 200, object_type="event",
+                    object_id=event_id, detail=str(refused)[:1000] if refused else None)
 
 
 def _whoami() -> str:
@@ -663,7 +711,7 @@ def stage_rows(shown: dict) -> list[tuple[str, dict[str, int]]]:
     """The stages of the run in flight (deploy or archive), in order, with their state counts."""
     if not shown["steps"]:
         return []
-    order = ARCHIVE_STAGES if shown["operation"] == "event.archive" else DEPLOY_STAGES
+    order = RUN_STAGES.get(shown["operation"], DEPLOY_STAGES)
     return [(stage, shown["stages"][stage]) for stage in order if stage in shown["stages"]]
 
 

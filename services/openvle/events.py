@@ -39,7 +39,12 @@ log = logging.getLogger("openvle.events")
 DEPLOYABLE = (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED,
               EventStatus.DEPLOYING)
 ARCHIVABLE = (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED, EventStatus.ARCHIVING,
-              EventStatus.SCHEDULED, EventStatus.DRAFT)
+              EventStatus.SCHEDULED, EventStatus.DRAFT, EventStatus.SUSPENDED)
+SUSPENDABLE = (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.SUSPENDING)
+RESUMABLE = (EventStatus.SUSPENDED, EventStatus.RESUMING)
+# The orchestrator that holds an event in each passing state (for the reason a stuck one is given).
+IN_FLIGHT = {EventStatus.DEPLOYING: "deploy", EventStatus.ARCHIVING: "archive", EventStatus.SUSPENDING: "suspend",
+             EventStatus.RESUMING: "resume"}
 
 
 class EventError(ValueError):
@@ -64,7 +69,8 @@ def active_task(event_id: int, operation: str) -> Task | None:
         ).scalar_one_or_none()
 
 
-def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_by: str) -> Request:
+def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_by: str,
+             refusal: str = "cannot {verb} it now") -> Request:
     with session_scope() as session:
         event = session.get(Event, event_id)
         if event is None:
@@ -76,7 +82,8 @@ def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_
         if running is not None:
             return Request(running.id, created=False)
         if status not in allowed:
-            raise EventError(f"event {event_id} is {status}: cannot {operation.split('.')[1]} it now")
+            verb = operation.split('.')[1]
+            raise EventError(f"event {event_id} is {status.replace('_', ' ')}: {refusal.format(verb=verb)}")
         task = enqueue_operation(operation, {"event_id": event_id}, target=f"event:{event_id}",
                                  requested_by=requested_by)
     log.info("%s of event %s requested by %s: task %s", operation, event_id, requested_by, task.id)
@@ -92,22 +99,44 @@ def request_archive(event_id: int, requested_by: str = "cli") -> Request:
     return _request(event_id, "event.archive", ARCHIVABLE, requested_by)
 
 
+def request_suspend(event_id: int, requested_by: str = "cli", at: dt.datetime | None = None) -> Request:
+    """A break: take Guacamole access away and stop every VM (VMs, people and course are kept). A
+    suspended event whose suspend left failures (status_reason) may be suspended again. The event
+    remembers when (`at`, the lifecycle's clock), so the lifecycle suspends it once per break."""
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        unfinished = event is not None and event.status == EventStatus.SUSPENDED and event.status_reason
+    allowed = SUSPENDABLE + ((EventStatus.SUSPENDED,) if unfinished else ())
+    asked = _request(event_id, "event.suspend", allowed, requested_by,
+                     "only a deployed event can be suspended (one suspended already is brought back with resume)")
+    if asked.created:
+        with session_scope() as session:
+            session.execute(update(Event).where(Event.id == event_id).values(suspended_at=at or utcnow()))
+    return asked
+
+
+def request_resume(event_id: int, requested_by: str = "cli") -> Request:
+    """The break ends: start every VM and give access back (the same links and passwords)."""
+    return _request(event_id, "event.resume", RESUMABLE, requested_by,
+                    "only a suspended event can be resumed")
+
+
 def release_stuck() -> list[int]:
-    """Events in deploying/archiving whose orchestrator is no longer active (failed for good,
+    """Events in deploying/archiving/suspending/resuming whose orchestrator is no longer active (failed for good,
     cancelled, or purged after TASK_RETENTION_DAYS) are set to failed, saying why, and the admins
     are told: a failed event can be deployed again or archived, and the lifecycle archives it."""
     active = select(Task.id).where(Task.status.in_(TaskStatus.ACTIVE))
     with session_scope() as session:
         stuck = session.execute(
             select(Event.id, Event.name, Event.status, Event.active_task_id).where(
-                Event.status.in_((EventStatus.DEPLOYING, EventStatus.ARCHIVING)),
+                Event.status.in_(tuple(IN_FLIGHT)),
                 or_(Event.active_task_id.is_(None), Event.active_task_id.not_in(active)))
         ).all()
     released = []
     for event_id, name, status, task_id in stuck:
         with session_scope() as session:
             task = session.get(Task, task_id) if task_id else None
-            what = "deploy" if status == EventStatus.DEPLOYING else "archive"
+            what = IN_FLIGHT[status]
             if task is None:
                 ended = f"its {what} Task {task_id or '(none)'} is gone"
             else:
@@ -186,7 +215,8 @@ def ensure_user(username: str, email: str, first_name: str = "", last_name: str 
 
 def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: dt.datetime,
                  participants_: list[dict] = (), teachers: list[dict] = (), description: str | None = None,
-                 status: str = EventStatus.SCHEDULED) -> int:
+                 status: str = EventStatus.SCHEDULED, suspend_at: dt.datetime | None = None,
+                 resume_at: dt.datetime | None = None) -> int:
     if end_at <= start_at:
         raise EventError(f"event {name}: its end ({end_at}) must come after its start ({start_at})")
     if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED):
@@ -207,7 +237,7 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
     people += [(ensure_user(**t, account_role=AccountRole.TEACHER), Role.TEACHER) for t in teachers]
     with session_scope() as session:
         event = Event(name=name, description=description, start_at=start_at, end_at=end_at,
-                      template_id=template_id, status=status)
+                      template_id=template_id, status=status, suspend_at=suspend_at, resume_at=resume_at)
         session.add(event)
         session.flush()
         session.add_all(Participant(event_id=event.id, user_id=uid, role=role) for uid, role in dict(people).items())
@@ -300,7 +330,7 @@ def progress(event_id: int) -> dict:
             raise EventError(f"event {event_id} does not exist")
         latest_run = session.execute(
             select(Task.id, Task.operation, Task.status).where(
-                Task.target == f"event:{event_id}", Task.operation.in_(("event.deploy", "event.archive")))
+                Task.target == f"event:{event_id}", Task.operation.in_(RUNS))
             .order_by(Task.id.desc()).limit(1)
         ).first()
         rows = session.execute(
@@ -345,6 +375,7 @@ def progress(event_id: int) -> dict:
     return summary
 
 
+RUNS = ("event.deploy", "event.archive", "event.suspend", "event.resume")  # the runs progress follows
 STATE_WORDS = {TaskStatus.QUEUED: "queued", TaskStatus.PROCESSING: "running", TaskStatus.SUCCESS: "done",
                TaskStatus.ERROR: "failed", TaskStatus.CANCELLED: "cancelled"}
 DEFAULT_PORTS = {"rdp": 3389, "vnc": 5900, "ssh": 22}

@@ -107,6 +107,9 @@ class _Settings(BaseSettings):
         ge=1, le=60)
     EVENTS_END_PREP_TIME_DAYS: int = setting(
         7, "days after its end an event is archived", "days, 0 to 365", ge=0, le=365)
+    RESET_TO_TEMPLATE_COOLDOWN: int = setting(
+        600, "seconds a participant waits between two fresh starts of their VM (a new copy of the template)",
+        "seconds, 0 to 604800", ge=0, le=604800)
 
     SCHEMA_LOCK_TIMEOUT: int = setting(
         600, "seconds the backend waits for another process's schema migration (a MariaDB lock) before it "

@@ -90,6 +90,8 @@ class EventSpec(Strict):
     participants: list[Person] = Field(default_factory=list, max_length=5000)
     teachers: list[Person] = Field(default_factory=list, max_length=500)
     status: Literal["draft", "scheduled"] = "scheduled"
+    suspend_at: AwareDatetime | None = Field(None, description="a break: the daily lifecycle suspends it from then")
+    resume_at: AwareDatetime | None = Field(None, description="the break's end: the lifecycle resumes it from then")
 
     @field_validator("template", mode="before")
     @classmethod
@@ -101,10 +103,21 @@ class EventSpec(Strict):
         if self.end <= self.start:
             raise ValueError(f"end: {self.end.isoformat()} is not after start {self.start.isoformat()}: "
                              "an event ends after it starts")
+        check_break(self.suspend_at, self.resume_at)
         return self
 
-    def utc(self, field: str) -> dt.datetime:
-        return utc(getattr(self, field))
+    def utc(self, field: str) -> dt.datetime | None:
+        value = getattr(self, field)
+        return utc(value) if value is not None else None
+
+
+def check_break(suspend_at: dt.datetime | None, resume_at: dt.datetime | None) -> None:
+    """A break ends after it begins; a resume without a suspend is no break."""
+    if resume_at is not None and suspend_at is None:
+        raise ValueError("resume_at: a break needs its suspend_at too (when it begins)")
+    if suspend_at is not None and resume_at is not None and resume_at <= suspend_at:
+        raise ValueError(f"resume_at: {resume_at.isoformat()} is not after suspend_at {suspend_at.isoformat()}: "
+                         "a break ends after it begins")
 
 
 class EventPatch(Strict):
@@ -116,6 +129,8 @@ class EventPatch(Strict):
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     status: Literal["draft", "scheduled"] | None = None
+    suspend_at: AwareDatetime | None = Field(None, description="a break's start (null: no break)")
+    resume_at: AwareDatetime | None = Field(None, description="a break's end (null: resumed by hand)")
 
     @field_validator("template", mode="before")
     @classmethod

@@ -63,8 +63,22 @@ def archive(event_id: Id, actor: Actor = Depends(current_actor)) -> TaskRequest:
     return events.archive(actor, event_id)
 
 
+@router.post("/{event_id}/suspend", name="events.suspend", status_code=202, response_model=TaskRequest,
+             summary="A break: stop every VM and take Guacamole access away (VMs, people, course kept); 409 unless "
+                     "deployed")
+def suspend(event_id: Id, actor: Actor = Depends(current_actor)) -> TaskRequest:
+    return events.suspend(actor, event_id)
+
+
+@router.post("/{event_id}/resume", name="events.resume", status_code=202, response_model=TaskRequest,
+             summary="End the break: start every VM, give access back (same links and passwords); 409 unless "
+                     "suspended")
+def resume(event_id: Id, actor: Actor = Depends(current_actor)) -> TaskRequest:
+    return events.resume(actor, event_id)
+
+
 @router.post("/{event_id}/retry", name="events.retry", status_code=202, response_model=TaskRequest,
-             summary="Re-run what failed (the deploy or the archive)")
+             summary="Re-run what failed (the deploy, archive, suspend or resume)")
 def retry(event_id: Id, actor: Actor = Depends(current_actor)) -> TaskRequest:
     return events.retry(actor, event_id)
 

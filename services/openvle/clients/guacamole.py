@@ -203,6 +203,14 @@ class Guacamole:
         if patch:
             self._call("PATCH", f"/users/{username}/permissions", patch)
 
+    def revoke_read(self, username: str, connections: list[str] = (), sharing_profiles: list[str] = ()) -> None:
+        """Take READ away (one not held is no error: Guacamole ignores it)."""
+        patch = [{"op": "remove", "path": f"/connectionPermissions/{c}", "value": "READ"} for c in connections]
+        patch += [{"op": "remove", "path": f"/sharingProfilePermissions/{s}", "value": "READ"}
+                  for s in sharing_profiles]
+        if patch:
+            self._call("PATCH", f"/users/{username}/permissions", patch)
+
     def permissions(self, username: str) -> dict[str, Any]:
         return self._call("GET", f"/users/{username}/permissions") or {}
 

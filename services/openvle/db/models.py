@@ -242,6 +242,10 @@ class Vm(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     missing_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # A fresh start: the new VM names the one it replaces, and the old one its replacement (recorded
+    # before the clone, so a retried fresh start finds it instead of making a second one).
+    replaces_id: Mapped[int | None] = mapped_column(Integer)
+    replaced_by_id: Mapped[int | None] = mapped_column(Integer)
 
     template: Mapped[Template] = relationship()
 
@@ -327,8 +331,12 @@ class EventStatus:
     ARCHIVING = "archiving"
     ARCHIVED = "archived"
     FAILED = "failed"  # archiving failed: see status_reason
+    SUSPENDING = "suspending"  # a break starts: access taken away, every VM stopped
+    SUSPENDED = "suspended"  # on a break: VMs, people and course kept, nothing runs (see status_reason)
+    RESUMING = "resuming"  # the break ends: VMs started, access given back; then deployed again
 
-    ALL = (DRAFT, SCHEDULED, DEPLOYING, DEPLOYED, DEPLOYED_WITH_FAILURES, ARCHIVING, ARCHIVED, FAILED)
+    ALL = (DRAFT, SCHEDULED, DEPLOYING, DEPLOYED, DEPLOYED_WITH_FAILURES, ARCHIVING, ARCHIVED, FAILED, SUSPENDING,
+           SUSPENDED, RESUMING)
 
 
 class Role:
@@ -355,6 +363,10 @@ class Event(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     deployed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     archived_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # A break the daily lifecycle keeps: suspended from suspend_at, resumed from resume_at.
+    suspend_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    resume_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # its latest suspend began
 
     template: Mapped[Template] = relationship()
 
@@ -373,6 +385,7 @@ class Participant(Base):
     # The course link comes in its own email once enrolment succeeded (never holding up lab access).
     course_email_id: Mapped[int | None] = mapped_column(Integer)
     notice_sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # "starts in N days", once
+    fresh_start_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # their latest fresh start asked
     added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

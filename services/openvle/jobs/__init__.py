@@ -3,6 +3,7 @@
 from openvle.jobs import (  # noqa: F401
     access,
     accounts,
+    breaks,
     courses,
     demo,
     events,

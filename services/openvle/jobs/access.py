@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from openvle import guacamole_passwords
-from openvle.clients.guacamole import DuplicateName, Guacamole, get_guacamole
+from openvle.clients.guacamole import DuplicateName, Guacamole, GuacNotFound, get_guacamole
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Template, User, Vm, VmState
@@ -120,6 +120,31 @@ def provision_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) 
     return {"connection": connection_id, "sharing_profile": profile_id, "link": link}
 
 
+@operation("guac.suspend_access", queue="guacamole")
+def suspend_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) -> dict:
+    """A break: take READ on the VM's connection (and, for teachers, its sharing profile) away. The
+    connection, the sharing profile and the accounts stay, so guac.provision gives back the same
+    link and the same passwords when the event resumes."""
+    vm, _, owner = _load(vm_id)
+    connection_id, profile_id = vm.guac_connection_id, vm.guac_sharing_profile_id
+    if connection_id is None:
+        return {"revoked": [], "reason": f"VM {vm.name} has no Guacamole access to take away"}
+    with session_scope() as session:
+        teachers = list(session.execute(select(User.username).where(User.id.in_(list(teacher_ids)))).scalars())
+    guac = get_guacamole()
+    revoked = []
+    people = ([(owner.username, [])] if owner is not None else []) + [(t, [profile_id] if profile_id else [])
+                                                                         for t in teachers]
+    for username, profiles in people:
+        try:
+            guac.revoke_read(username, connections=[connection_id], sharing_profiles=profiles)
+        except GuacNotFound:  # no account: nothing to take away
+            continue
+        revoked.append(username)
+    ctx.log(f"access to {vm.name} (connection {connection_id}) taken away from {', '.join(revoked) or 'nobody'}")
+    return {"connection": connection_id, "revoked": revoked}
+
+
 @operation("guac.teacher_account", queue="guacamole")
 def teacher_account(ctx: TaskContext, user_id: int) -> dict:
     """A teacher's Guacamole account, with the password their teacher email gives them."""
@@ -179,4 +204,5 @@ def cleanup_user(ctx: TaskContext, user_id: int, event_id: int | None = None) ->
     return {"deleted": get_guacamole().delete_user(username)}
 
 
-ACTIVE_EVENT = (EventStatus.DEPLOYING, EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)
+ACTIVE_EVENT = (EventStatus.DEPLOYING, EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES,
+                EventStatus.SUSPENDING, EventStatus.SUSPENDED, EventStatus.RESUMING)  # a break keeps accounts

@@ -56,7 +56,7 @@ FOLLOW_EVERY = 3  # seconds between the orchestrator's looks at its steps
 # --- claiming -----------------------------------------------------------------------------------------
 
 
-def _claim(event_id: int, task_id: int, status: str) -> bool:
+def _claim(event_id: int, task_id: int, status: str, **values: Any) -> bool:
     """Make this orchestrator the event's only active one (an atomic conditional UPDATE)."""
     # Whoever holds it must be an active Task: one that ended, or was purged since, holds nothing.
     active = select(Task.id).where(Task.status.in_(TaskStatus.ACTIVE))
@@ -66,7 +66,7 @@ def _claim(event_id: int, task_id: int, status: str) -> bool:
             .where(Event.id == event_id,
                    or_(Event.active_task_id.is_(None), Event.active_task_id == task_id,
                        Event.active_task_id.not_in(active)))
-            .values(active_task_id=task_id, status=status, status_reason=None)
+            .values(active_task_id=task_id, status=status, status_reason=None, **values)
             .execution_options(synchronize_session=False)
         ).rowcount
     return claimed == 1
@@ -162,7 +162,10 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     return steps
 
 
-def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str) -> list:
+def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str,
+                       restore_access: bool = False) -> list:
+    """clone → start → access → email, from the first step still missing; `restore_access` gives
+    Guacamole access again even to a VM that has its connection (a resume after a break)."""
     vm = _vm_for(event, person)
     target = f"event:{event.id}/participant:{person.id}"
     chain, previous = [], []
@@ -173,7 +176,7 @@ def _participant_chain(event: Event, person: Participant, teachers: list[int], b
         previous = [enqueue_once("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
                                       depends_on=previous)]
         chain += previous
-    if vm.guac_connection_id is None or chain:
+    if vm.guac_connection_id is None or chain or restore_access:
         previous = [enqueue_once("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
                                       target=f"{target}/access", requested_by=by, depends_on=previous)]
         chain += previous
@@ -439,15 +442,25 @@ def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
         ctx.progress(len(settled) * 100 // max(len(steps), 1), f"{len(settled)} of {len(steps)} steps settled")
         return CheckBack(FOLLOW_EVERY, f"{kind} of event {event_id}: {len(settled)}/{len(steps)} steps settled")
     failures = _failures(steps)
-    if kind == "deploy":
-        status = EventStatus.DEPLOYED if not failures else EventStatus.DEPLOYED_WITH_FAILURES
-    else:
-        status = EventStatus.ARCHIVED if not failures else EventStatus.FAILED
+    succeeded, failed = OUTCOMES[kind]
+    status = failed if failures else succeeded
     reason = "; ".join(f"{who}: {why}" for who, why in sorted(failures.items())) or None
+    if failures and kind == "suspend":  # still a break, but not everything is stopped: say so
+        reason = f"not every VM was suspended: {reason}; suspend again to finish"
     _release(event_id, ctx.task_id, status, reason[:4000] if reason else None)
     if failures:
         ctx.log(f"{kind} ended with failures: {reason}", level="warning")
     return {"event_id": event_id, "status": status, "steps": len(steps), "failures": failures}
+
+
+# A run's kind -> the event's status when every step succeeded, and when some failed. A suspend
+# with failures is still a break (its reason names what is still running); a resume with failures
+# is an event deployed with failures, which "retry failed" (a deploy) completes.
+OUTCOMES = {"deploy": (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES),
+            "archive": (EventStatus.ARCHIVED, EventStatus.FAILED),
+            "suspend": (EventStatus.SUSPENDED, EventStatus.SUSPENDED),
+            "resume": (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)}
+MARKERS = ("deployed", "archived", "suspended", "resumed")  # the final steps' targets: nobody's failure
 
 
 def _failures(steps) -> dict[str, str]:
@@ -460,7 +473,7 @@ def _failures(steps) -> dict[str, str]:
         owner = names.get(parts[1], parts[1]) if len(parts) > 2 else parts[-1]
         by_owner[owner].append(step)
     for owner, owned in by_owner.items():
-        if owner in ("deployed", "archived"):
+        if owner in MARKERS:
             continue
         errors = [s for s in owned if s.status == TaskStatus.ERROR]
         if errors:

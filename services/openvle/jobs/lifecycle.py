@@ -1,5 +1,6 @@
 """The daily event lifecycle (core_periodic, 01:00 UTC): deploy what starts soon, archive what
-ended a while ago, send each participant one "your lab starts in N days" notice.
+ended a while ago, suspend and resume events on their breaks, send each participant one "your lab
+starts in N days" notice.
 
 Running it twice the same day changes nothing: deploy and archive requests are deduplicated per
 event (events.py), and a notice is claimed on its participant row before its email is queued.
@@ -10,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
-from openvle.events import EventError, release_stuck, request_archive, request_deploy
+from openvle.events import EventError, release_stuck, request_archive, request_deploy, request_resume, request_suspend
 from openvle.mail import queue_email
 from openvle.operations import operation
 from openvle.settings import get_settings
@@ -33,13 +34,29 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
         to_deploy = list(session.execute(select(Event.id).where(
             Event.status == EventStatus.SCHEDULED, Event.start_at <= deploy_until, Event.end_at > now_at)).scalars())
         to_archive = list(session.execute(select(Event.id).where(
-            Event.status.in_((EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED)),
+            Event.status.in_((EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED,
+                              EventStatus.SUSPENDED)),
             Event.end_at < archive_before)).scalars())
+        # A break that began and was not yet suspended for (suspended_at is when the latest suspend
+        # was asked): an event someone resumed by hand during its break stays resumed.
+        to_suspend = list(session.execute(select(Event.id).where(
+            Event.status.in_((EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)), Event.suspend_at <= now_at,
+            or_(Event.resume_at.is_(None), Event.resume_at > now_at), Event.end_at > now_at,
+            or_(Event.suspended_at.is_(None), Event.suspended_at < Event.suspend_at))).scalars())
+        # A break that ended, for an event suspended before its end (one suspended by hand after it stays so).
+        to_resume = list(session.execute(select(Event.id).where(
+            Event.status == EventStatus.SUSPENDED, Event.resume_at <= now_at, Event.end_at > now_at,
+            or_(Event.suspended_at.is_(None), Event.suspended_at < Event.resume_at))).scalars())
     deployed, archived = _request_all(to_deploy, request_deploy), _request_all(to_archive, request_archive)
+    suspended = _request_all(to_suspend, lambda event_id, requested_by: request_suspend(
+        event_id, requested_by=requested_by, at=now_at))
+    resumed = _request_all(to_resume, request_resume)
     notices = _send_notices(now_at, settings.EVENTS_NOTICE_DAYS)
-    if deployed or archived or notices:
-        ctx.log(f"deploy requested for {deployed}, archive for {archived}, {len(notices)} notice(s)")
-    return {"now": now_at.isoformat() + "Z", "deploy": deployed, "archive": archived, "notices": notices}
+    if deployed or archived or suspended or resumed or notices:
+        ctx.log(f"deploy requested for {deployed}, archive for {archived}, suspend for {suspended}, resume for "
+                f"{resumed}, {len(notices)} notice(s)")
+    return {"now": now_at.isoformat() + "Z", "deploy": deployed, "archive": archived, "suspend": suspended,
+            "resume": resumed, "notices": notices}
 
 
 def _request_all(event_ids: list[int], request) -> list[int]:

@@ -27,7 +27,7 @@ from openvle.service.views import (
     ProgressView,
     TaskRequest,
 )
-from openvle.specs import EventPatch, EventSpec, Member, utc
+from openvle.specs import EventPatch, EventSpec, Member, check_break, utc
 
 EDITABLE = (EventStatus.DRAFT, EventStatus.SCHEDULED)  # template and times change only before a deploy
 CLOSED = (EventStatus.ARCHIVING, EventStatus.ARCHIVED)
@@ -46,7 +46,7 @@ def _views(session, actor: Actor, rows: list[Event]) -> list[EventView]:
     return [EventView.model_validate({
         **{k: getattr(e, k) for k in ("id", "name", "description", "status", "status_reason", "start_at", "end_at",
                                       "template_id", "moodle_course_url", "created_at", "deployed_at",
-                                      "archived_at")},
+                                      "archived_at", "suspend_at", "resume_at", "suspended_at")},
         "template": names.get(e.template_id, "?"), "participants": counts.get(e.id, 0),
         "teaches": actor.is_admin or e.id in taught,
         # The reason names who failed: for the event's teachers, not for the other participants.
@@ -96,7 +96,8 @@ def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:
     try:
         event_id = events.create_event(spec.name, template_id, spec.utc("start"), spec.utc("end"),
                                        participants_=[p.model_dump() for p in spec.participants], teachers=teachers,
-                                       description=spec.description, status=spec.status)
+                                       description=spec.description, status=spec.status,
+                                       suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"))
     except events.EventError as exc:
         raise Invalid(str(exc)) from None
     invite_members(event_id, actor)
@@ -138,6 +139,17 @@ def update_event(actor: Actor, event_id: int, patch: EventPatch) -> EventDetailV
         event.start_at, event.end_at = start, end
         if template_id is not None:
             event.template_id = template_id
+        if {"suspend_at", "resume_at"} & set(changes):
+            if event.status in CLOSED:
+                raise Conflict(f"event {event_id} is {event.status}: it has no more breaks")
+            suspend_at = utc(patch.suspend_at) if patch.suspend_at else None
+            resume_at = utc(patch.resume_at) if patch.resume_at else None
+            event.suspend_at = suspend_at if "suspend_at" in changes else event.suspend_at
+            event.resume_at = resume_at if "resume_at" in changes else event.resume_at
+            try:
+                check_break(event.suspend_at, event.resume_at)
+            except ValueError as exc:
+                raise Invalid(str(exc)) from None
     return get_event(actor, event_id)
 
 
@@ -177,14 +189,30 @@ def archive(actor: Actor, event_id: int) -> TaskRequest:
     return _run(actor, event_id, "archive", events.request_archive)
 
 
+def suspend(actor: Actor, event_id: int) -> TaskRequest:
+    """A break: every VM stopped, Guacamole access taken away; VMs, people and course kept."""
+    return _run(actor, event_id, "suspend", events.request_suspend)
+
+
+def resume(actor: Actor, event_id: int) -> TaskRequest:
+    """The break ends: every VM started, access given back with the same links and passwords."""
+    return _run(actor, event_id, "resume", events.request_resume)
+
+
 def retry(actor: Actor, event_id: int) -> TaskRequest:
-    """Re-run what failed: the deploy of an event deployed with failures, the archive that failed."""
+    """Re-run what failed: the deploy of an event deployed with failures, the archive that failed,
+    the suspend that left VMs running, the resume that stopped half-way."""
     with session_scope() as session:
-        status = authz.event(session, actor, event_id, manage="retry").status
+        event = authz.event(session, actor, event_id, manage="retry")
+        status, reason = event.status, event.status_reason
     if status in (EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.DEPLOYING):
         return deploy(actor, event_id)
     if status in (EventStatus.FAILED, EventStatus.ARCHIVING):
         return archive(actor, event_id)
+    if status == EventStatus.SUSPENDING or (status == EventStatus.SUSPENDED and reason):
+        return suspend(actor, event_id)
+    if status == EventStatus.RESUMING:
+        return resume(actor, event_id)
     raise Conflict(f"event {event_id} is {status.replace('_', ' ')}: nothing failed, so nothing to retry "
                    "(deploy or archive start a run)")
 

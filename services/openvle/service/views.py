@@ -182,6 +182,9 @@ class EventView(View):
     created_at: dt.datetime
     deployed_at: dt.datetime | None
     archived_at: dt.datetime | None
+    suspend_at: dt.datetime | None = Field(description="a break the daily lifecycle keeps: suspended from then")
+    resume_at: dt.datetime | None = Field(description="and resumed from then")
+    suspended_at: dt.datetime | None = Field(description="when its latest suspend was asked for")
 
 
 class EventDetailView(EventView):
@@ -193,7 +196,8 @@ class ProgressView(View):
     name: str
     status: str
     reason: str | None
-    operation: str | None = Field(description="event.deploy or event.archive: the latest run")
+    operation: str | None = Field(description="event.deploy, event.archive, event.suspend or event.resume: the "
+                                              "latest run")
     percent: int
     steps: int
     settled: int

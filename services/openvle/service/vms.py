@@ -10,7 +10,7 @@ from openvle import authz
 from openvle.accounts.identity import Actor
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import Event, Node, Task, TaskStatus, User, Vm, VmState
+from openvle.db.models import Event, EventStatus, Node, Task, TaskStatus, User, Vm, VmState
 from openvle.errors import Conflict, Invalid
 from openvle.jobs.vms import request_action
 from openvle.service.tasks import TaskFilter, get_task, tasks_of
@@ -62,6 +62,11 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
             raise Conflict(f"VM {vm_id} is {vm.state}: only a ready VM can {action} (wait for it, or look at its "
                            "Tasks)")
         event_id = vm.event_id
+        on_break = event_id is not None and session.execute(select(Event.status).where(Event.id == event_id)).scalar() \
+            in (EventStatus.SUSPENDING, EventStatus.SUSPENDED)
+        if on_break and action in ("start", "reset"):
+            raise Conflict(f"VM {vm_id}: its event is suspended (a break), so its VMs stay off until the event is "
+                           "resumed")
         if action == "migrate":
             nodes = list(session.execute(select(Node.name).order_by(Node.name)).scalars())
             if not target_node:

@@ -31,6 +31,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 # event's Moodle course and enrolment, shared by everyone.
 DEPLOY_STAGES = ("clone", "start", "access", "email", "course")
 ARCHIVE_STAGES = ("access", "stop", "delete", "account", "email", "course")
+SUSPEND_STAGES = ("revoke", "stop")  # access taken away, VM stopped; a resume shows the deploy's columns
+STAGES = {"event.archive": ARCHIVE_STAGES, "event.suspend": SUSPEND_STAGES}
 EVENT_FIELDS = ("name", "description", "template", "start", "end", "status")
 MEMBER_FIELDS = ("username", "email", "first_name", "last_name", "role")
 TASK_HISTORY = 30
@@ -94,7 +96,7 @@ def _live(request: Request, actor: Actor, event_id: int, event: EventDetailView 
     """The part that moves while work runs: status, percentage, the buttons, the stage table."""
     event = event or events.get_event(actor, event_id)
     progress = events.progress(actor, event_id)
-    stages = ARCHIVE_STAGES if progress.operation == "event.archive" else DEPLOY_STAGES
+    stages = STAGES.get(progress.operation, DEPLOY_STAGES)
     course = progress.participants.get("event", {})
     rows = [(m, progress.participants.get(m.username, {})) for m in event.members if m.role == "participant"]
     return polled(request, "events/_live.html", actor, url=f"/events/{event_id}/live", box_id="live",
@@ -148,10 +150,12 @@ def event_tasks(event_id: Id, request: Request, actor: Actor = Depends(page_acto
 
 
 @router.post("/events/{event_id}/run/{verb}", name="pages.event_run")
-def run(event_id: Id, verb: Literal["deploy", "archive", "retry"], request: Request,
+def run(event_id: Id, verb: Literal["deploy", "archive", "retry", "suspend", "resume"], request: Request,
         actor: Actor = Depends(page_actor)) -> Response:
-    """Deploy, archive or retry what failed: the API's own calls. htmx gets the live part back."""
-    {"deploy": events.deploy, "archive": events.archive, "retry": events.retry}[verb](actor, event_id)
+    """Deploy, archive, retry what failed, suspend or resume: the API's own calls. htmx gets the
+    live part back."""
+    {"deploy": events.deploy, "archive": events.archive, "retry": events.retry, "suspend": events.suspend,
+     "resume": events.resume}[verb](actor, event_id)
     if not is_htmx(request):
         return RedirectResponse(f"/events/{event_id}", status_code=303)
     box, _ = _live(request, actor, event_id)
