@@ -43,3 +43,17 @@ def event_stuck(event_id: int, name: str, reason: str) -> None:
                         event_id=event_id, requested_by="alerts")
     except Exception:  # the event's state says it; a broken alert must not hide it
         log.exception("could not queue the alert for stuck event %s", event_id)
+
+
+def event_does_not_fit(event_id: int, name: str, start: str, teachers: list[str], fit) -> int:
+    """A scheduled event stopped fitting the cluster (capacity.py): its teachers and the admins are
+    told once (the lifecycle remembers it on the event). Returns how many emails were queued."""
+    from openvle.mail import queue_email
+
+    recipients = list(dict.fromkeys([*teachers, *get_settings().admin_emails]))
+    context = {"event": {"id": event_id, "name": name, "start": start}, "summary": fit.summary,
+               "window_start": f"{fit.window_start:%Y-%m-%d %H:%M} UTC",
+               "window_end": f"{fit.window_end:%Y-%m-%d %H:%M} UTC"}
+    for recipient in recipients:
+        queue_email("event_capacity", recipient, context, event_id=event_id, requested_by="lifecycle")
+    return len(recipients)

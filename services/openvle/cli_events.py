@@ -137,6 +137,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                             help="show live progress until the event settles; exit 0 when it succeeded, 1 if not")
         action.add_argument("--timeout", type=float, metavar="SECONDS",
                             help="with --wait: stop waiting after this long (exit 1; the work goes on)")
+        if name == "deploy":
+            action.add_argument("--override-capacity", action="store_true",
+                                help="deploy although the event does not fit the cluster (`event show` gives the "
+                                     "numbers); recorded in the audit log")
 
 
 def run(args: argparse.Namespace, settings: _Settings) -> int:
@@ -465,14 +469,17 @@ def event_list(args: argparse.Namespace) -> int:
 def event_show(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from openvle import capacity
     from openvle.db.engine import session_scope
-    from openvle.db.models import Participant, Role, Template, User
+    from openvle.db.models import EventStatus, Participant, Role, Template, User
     from openvle.events import progress
 
     check_database()
     with session_scope() as session:
         event = _event(session, args.id)
         template = session.get(Template, event.template_id)
+        capacity_fit = (capacity.assess(session, event)
+                        if event.status in (EventStatus.DRAFT, EventStatus.SCHEDULED) else None)
         people = session.execute(
             select(User.username, User.email, Participant.role, Participant.removed_at)
             .join(User, User.id == Participant.user_id).where(Participant.event_id == event.id)
@@ -495,6 +502,8 @@ def event_show(args: argparse.Namespace) -> int:
         fields.insert(1, ("description", _clip(" ".join(event.description.split()), 100)))
     if event.moodle_course_url:
         fields.append(("course", event.moodle_course_url))
+    if capacity_fit is not None:
+        fields.append(("capacity", capacity_fit.summary))
     if event.suspend_at:
         fields.append(("break", f"suspended from {_when(event.suspend_at)} UTC"
                                 + (f", resumed from {_when(event.resume_at)} UTC" if event.resume_at else "")))
@@ -542,7 +551,10 @@ def _event(session, event_id: int):
 def event_deploy(args: argparse.Namespace) -> int:
     from openvle.events import request_deploy
 
-    return _request(args, request_deploy, "deploy")
+    override = bool(getattr(args, "override_capacity", False))
+    return _request(args, lambda event_id, requested_by: request_deploy(
+        event_id, requested_by=requested_by, override_capacity=override), "deploy",
+        detail="capacity check overridden" if override else None)
 
 
 def event_archive(args: argparse.Namespace) -> int:
@@ -584,14 +596,14 @@ def event_retry(args: argparse.Namespace) -> int:
                    f"(`openvle event deploy {args.id}` or `openvle event archive {args.id}` start a run)")
 
 
-def _request(args: argparse.Namespace, request, verb: str) -> int:
+def _request(args: argparse.Namespace, request, verb: str, detail: str | None = None) -> int:
     check_database()
     try:
         asked = request(args.id, requested_by=f"cli:{_whoami()}")
     except Exception as exc:
         _audit(verb, args.id, exc)
         raise
-    _audit(verb, args.id)
+    _audit(verb, args.id, detail=detail)
     if asked.created:
         print(f"event {args.id}: {verb} requested, task {asked.task_id}", flush=True)
     else:
@@ -603,7 +615,7 @@ def _request(args: argparse.Namespace, request, verb: str) -> int:
     return report(final, f"event.{verb}")
 
 
-def _audit(verb: str, event_id: int, refused: Exception | None = None) -> None:
+def _audit(verb: str, event_id: int, refused: Exception | None = None, detail: str | None = None) -> None:
     """The audit log has who asked from the command line, as it has the API's requests."""
     from openvle import auditlog
     from openvle.accounts.identity import cli_actor
@@ -613,7 +625,7 @@ def _audit(verb: str, event_id: int, refused: Exception | None = None) -> None:
         return  # a store that failed: nothing was asked
     auditlog.record(actor=cli_actor(_whoami()), address="cli", method="CLI", path=f"openvle event {verb} {event_id}",
                     action=f"cli.event.{verb}", outcome=409 if refused else 200, object_type="event",
-                    object_id=event_id, detail=str(refused)[:1000] if refused else None)
+                    object_id=event_id, detail=str(refused)[:1000] if refused else detail)
 
 
 def _whoami() -> str:

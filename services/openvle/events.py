@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, update
 
-from openvle import alerts
+from openvle import alerts, capacity
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -49,6 +49,14 @@ IN_FLIGHT = {EventStatus.DEPLOYING: "deploy", EventStatus.ARCHIVING: "archive", 
 
 class EventError(ValueError):
     """A request that cannot be honoured as asked (unknown event, wrong state): say why."""
+
+
+class DoesNotFit(EventError):
+    """A first deploy the cluster's memory cannot hold (capacity.py); an admin may override."""
+
+    def __init__(self, message: str, fit: capacity.Fit):
+        super().__init__(message)
+        self.fit = fit
 
 
 @dataclass(frozen=True)
@@ -90,9 +98,28 @@ def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_
     return Request(task.id, created=True)
 
 
-def request_deploy(event_id: int, requested_by: str = "cli") -> Request:
-    """Deploy the event, or re-run what is missing after failures ("retry failed")."""
-    return _request(event_id, "event.deploy", DEPLOYABLE, requested_by)
+def request_deploy(event_id: int, requested_by: str = "cli", override_capacity: bool = False) -> Request:
+    """Deploy the event, or re-run what is missing after failures ("retry failed"). A first deploy
+    that does not fit the cluster is refused (DoesNotFit) unless `override_capacity` (admins)."""
+    fit = check_fits(event_id)
+    if fit is not None and not override_capacity:
+        raise DoesNotFit(f"event {event_id} does not fit the cluster: {fit.summary}. Remove participants, move it "
+                         "to when fewer events run, add nodes (PVE_NODES), or have an admin deploy it anyway "
+                         "(override the capacity check)", fit)
+    asked = _request(event_id, "event.deploy", DEPLOYABLE, requested_by)
+    if fit is not None and asked.created:
+        log.warning("event %s deployed by %s although it does not fit: %s", event_id, requested_by, fit.summary)
+    return asked
+
+
+def check_fits(event_id: int) -> capacity.Fit | None:
+    """The capacity answer of an event not deployed yet that does not fit; None otherwise."""
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        if event is None or event.status not in (EventStatus.DRAFT, EventStatus.SCHEDULED):
+            return None
+        fit = capacity.assess(session, event)
+    return fit if fit.verdict == capacity.Verdict.DOES_NOT_FIT else None
 
 
 def request_archive(event_id: int, requested_by: str = "cli") -> Request:

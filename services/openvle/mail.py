@@ -17,7 +17,7 @@ from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
 
 KINDS = ("event_deployed", "event_course", "event_teacher", "event_starts_soon", "event_archived", "task_failed",
-         "event_stuck", "account_invite", "password_reset")
+         "event_stuck", "event_capacity", "account_invite", "password_reset")
 
 
 @functools.lru_cache(maxsize=1)

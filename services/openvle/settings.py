@@ -107,6 +107,12 @@ class _Settings(BaseSettings):
         ge=1, le=60)
     EVENTS_END_PREP_TIME_DAYS: int = setting(
         7, "days after its end an event is archived", "days, 0 to 365", ge=0, le=365)
+    CAPACITY_MEMORY_RATIO: float = setting(
+        0.9, "share of the allowed nodes' memory events may plan with (the rest is the hosts'; above 1 "
+        "over-commits, e.g. with ballooning)", "a number from 0.1 to 4", ge=0.1, le=4)
+    CAPACITY_TIGHT_PERCENT: int = setting(
+        10, "an event that leaves less than this % of the usable memory to spare is shown as tight",
+        "percent, 0 to 90", ge=0, le=90)
     RESET_TO_TEMPLATE_COOLDOWN: int = setting(
         600, "seconds a participant waits between two fresh starts of their VM (a new copy of the template)",
         "seconds, 0 to 604800", ge=0, le=604800)

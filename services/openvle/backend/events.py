@@ -52,9 +52,15 @@ def delete_event(event_id: Id, actor: Actor = Depends(current_actor)) -> Respons
 
 
 @router.post("/{event_id}/deploy", name="events.deploy", status_code=202, response_model=TaskRequest,
-             summary="Deploy (again: only what is missing); the deploy in flight if there is one")
-def deploy(event_id: Id, actor: Actor = Depends(current_actor)) -> TaskRequest:
-    return events.deploy(actor, event_id)
+             summary="Deploy (again: only what is missing); the deploy in flight if there is one. A first deploy "
+                     "that does not fit the cluster is refused (409) unless an admin overrides the capacity check")
+def deploy(event_id: Id, request: Request,
+           override_capacity: bool = Query(False, description="admins: deploy although it does not fit the "
+                                                              "cluster (recorded in the audit log)"),
+           actor: Actor = Depends(current_actor)) -> TaskRequest:
+    if override_capacity:
+        audit_detail(request, "capacity check overridden")
+    return events.deploy(actor, event_id, override_capacity=override_capacity)
 
 
 @router.post("/{event_id}/archive", name="events.archive", status_code=202, response_model=TaskRequest,

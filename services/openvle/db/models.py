@@ -367,6 +367,8 @@ class Event(Base):
     suspend_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     resume_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # its latest suspend began
+    # When its teachers and the admins were told it does not fit the cluster (cleared once it fits).
+    capacity_alerted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     template: Mapped[Template] = relationship()
 

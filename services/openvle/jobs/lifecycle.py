@@ -1,6 +1,7 @@
 """The daily event lifecycle (core_periodic, 01:00 UTC): deploy what starts soon, archive what
 ended a while ago, suspend and resume events on their breaks, send each participant one "your lab
-starts in N days" notice.
+starts in N days" notice, and tell teachers and admins once when a scheduled event stops fitting
+the cluster (capacity.py; such an event is not deployed until it fits or an admin overrides).
 
 Running it twice the same day changes nothing: deploy and archive requests are deduplicated per
 event (events.py), and a notice is claimed on its participant row before its email is queued.
@@ -13,6 +14,7 @@ import math
 
 from sqlalchemy import or_, select, update
 
+from openvle import alerts, capacity
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
@@ -47,16 +49,40 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
         to_resume = list(session.execute(select(Event.id).where(
             Event.status == EventStatus.SUSPENDED, Event.resume_at <= now_at, Event.end_at > now_at,
             or_(Event.suspended_at.is_(None), Event.suspended_at < Event.resume_at))).scalars())
+    short = _check_capacity(now_at)
     deployed, archived = _request_all(to_deploy, request_deploy), _request_all(to_archive, request_archive)
     suspended = _request_all(to_suspend, lambda event_id, requested_by: request_suspend(
         event_id, requested_by=requested_by, at=now_at))
     resumed = _request_all(to_resume, request_resume)
     notices = _send_notices(now_at, settings.EVENTS_NOTICE_DAYS)
-    if deployed or archived or suspended or resumed or notices:
+    if deployed or archived or suspended or resumed or notices or short:
         ctx.log(f"deploy requested for {deployed}, archive for {archived}, suspend for {suspended}, resume for "
-                f"{resumed}, {len(notices)} notice(s)")
+                f"{resumed}, {len(notices)} notice(s), does not fit (told): {short}")
     return {"now": now_at.isoformat() + "Z", "deploy": deployed, "archive": archived, "suspend": suspended,
-            "resume": resumed, "notices": notices}
+            "resume": resumed, "notices": notices, "does_not_fit": short}
+
+
+def _check_capacity(now_at: dt.datetime) -> list[int]:
+    """Scheduled events not over yet that do not fit: their teachers and the admins are told once
+    (capacity_alerted_at); one that fits again is forgotten, so a later shortage is told again."""
+    told = []
+    with session_scope() as session:
+        scheduled = list(session.execute(select(Event).where(
+            Event.status == EventStatus.SCHEDULED, Event.end_at > now_at)).scalars())
+        for event in scheduled:
+            fit = capacity.assess(session, event)
+            short = fit.verdict == capacity.Verdict.DOES_NOT_FIT
+            if not short:
+                event.capacity_alerted_at = None
+            elif event.capacity_alerted_at is None:
+                teachers = list(session.execute(
+                    select(User.email).join(Participant, Participant.user_id == User.id).where(
+                        Participant.event_id == event.id, Participant.role == Role.TEACHER,
+                        Participant.removed_at.is_(None))).scalars())
+                alerts.event_does_not_fit(event.id, event.name, f"{event.start_at:%Y-%m-%d %H:%M} UTC", teachers, fit)
+                event.capacity_alerted_at = utcnow()
+                told.append(event.id)
+    return told
 
 
 def _request_all(event_ids: list[int], request) -> list[int]:

@@ -10,15 +10,16 @@ import io
 from pydantic import ValidationError
 from sqlalchemy import and_, func, select
 
-from openvle import authz, events
+from openvle import authz, capacity, events
 from openvle.accounts import links
 from openvle.accounts.identity import Actor
 from openvle.db.engine import session_scope
 from openvle.db.models import AccountRole, Event, EventStatus, Participant, Role, Template, User, Vm, VmState
-from openvle.errors import Conflict, Invalid, NotFound
+from openvle.errors import Conflict, Forbidden, Invalid, NotFound
 from openvle.service import templates
 from openvle.service.tasks import get_task
 from openvle.service.views import (
+    CapacityView,
     EventDetailView,
     EventView,
     MemberChange,
@@ -30,6 +31,7 @@ from openvle.service.views import (
 from openvle.specs import EventPatch, EventSpec, Member, check_break, utc
 
 EDITABLE = (EventStatus.DRAFT, EventStatus.SCHEDULED)  # template and times change only before a deploy
+UNDEPLOYED = EDITABLE  # the capacity answer matters until the VMs exist
 CLOSED = (EventStatus.ARCHIVING, EventStatus.ARCHIVED)
 MAX_CSV_ROWS = 5000
 
@@ -80,7 +82,9 @@ def get_event(actor: Actor, event_id: int, manage: str | None = None) -> EventDe
         event = authz.event(session, actor, event_id, manage=manage)
         view = _views(session, actor, [event])[0]
         members = _members(session, event_id, None if view.teaches else actor.user_id)
-    return EventDetailView(**view.model_dump(), members=members)
+        fit = capacity.assess(session, event) if view.teaches and event.status in UNDEPLOYED else None
+    return EventDetailView(**view.model_dump(), members=members,
+                           capacity=CapacityView.model_validate(fit) if fit is not None else None)
 
 
 def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:
@@ -181,8 +185,16 @@ def _run(actor: Actor, event_id: int, verb: str, request) -> TaskRequest:
         raise Conflict(str(exc)) from None
 
 
-def deploy(actor: Actor, event_id: int) -> TaskRequest:
-    return _run(actor, event_id, "deploy", events.request_deploy)
+def deploy(actor: Actor, event_id: int, override_capacity: bool = False) -> TaskRequest:
+    """A first deploy that does not fit the cluster is refused (409, with the numbers) unless an
+    admin overrides the capacity check; the audit log records who did."""
+    if override_capacity and not actor.is_admin:
+        with session_scope() as session:
+            authz.event(session, actor, event_id)  # an event they may not see does not exist for them
+        raise Forbidden("only an admin may deploy an event that does not fit the cluster (override the capacity "
+                        "check)")
+    return _run(actor, event_id, "deploy", lambda event_id, requested_by: events.request_deploy(
+        event_id, requested_by=requested_by, override_capacity=override_capacity))
 
 
 def archive(actor: Actor, event_id: int) -> TaskRequest:

@@ -187,8 +187,27 @@ class EventView(View):
     suspended_at: dt.datetime | None = Field(description="when its latest suspend was asked for")
 
 
+class CapacityView(View):
+    """Whether the event fits the cluster's memory over its VMs' life (README, Capacity)."""
+
+    verdict: str = Field(description="fits, tight, does not fit, or unknown (no node sync yet, template memory "
+                                     "not learned)")
+    summary: str = Field(description="the verdict and its numbers in one sentence")
+    participants: int
+    per_vm: int = Field(description="bytes of memory one VM of the template takes")
+    needed: int = Field(description="bytes: participants x per_vm")
+    usable: int = Field(description="bytes: the allowed online nodes' memory x CAPACITY_MEMORY_RATIO")
+    other_events: int = Field(description="bytes other events whose VMs live at the same time need")
+    elsewhere: int = Field(description="bytes the nodes use besides this system's VMs")
+    spare: int = Field(description="bytes left after this event; negative: short by that much")
+    nodes: int
+    window_start: dt.datetime = Field(description="its deploy (EVENTS_START_PREP_TIME_DAYS before the start)")
+    window_end: dt.datetime = Field(description="its archive (EVENTS_END_PREP_TIME_DAYS after the end)")
+
+
 class EventDetailView(EventView):
     members: list[MemberView] = Field(description="teachers see everyone; a participant only themselves")
+    capacity: CapacityView | None = Field(None, description="for its teachers and admins, until it is deployed")
 
 
 class ProgressView(View):

@@ -151,11 +151,16 @@ def event_tasks(event_id: Id, request: Request, actor: Actor = Depends(page_acto
 
 @router.post("/events/{event_id}/run/{verb}", name="pages.event_run")
 def run(event_id: Id, verb: Literal["deploy", "archive", "retry", "suspend", "resume"], request: Request,
-        actor: Actor = Depends(page_actor)) -> Response:
-    """Deploy, archive, retry what failed, suspend or resume: the API's own calls. htmx gets the
-    live part back."""
-    {"deploy": events.deploy, "archive": events.archive, "retry": events.retry, "suspend": events.suspend,
-     "resume": events.resume}[verb](actor, event_id)
+        override_capacity: bool = Form(False), actor: Actor = Depends(page_actor)) -> Response:
+    """Deploy (an admin also one that does not fit: "Deploy anyway"), archive, retry what failed,
+    suspend or resume: the API's own calls. htmx gets the live part back."""
+    if verb == "deploy":
+        if override_capacity:
+            audit_detail(request, "capacity check overridden")
+        events.deploy(actor, event_id, override_capacity=override_capacity)
+    else:
+        {"archive": events.archive, "retry": events.retry, "suspend": events.suspend,
+         "resume": events.resume}[verb](actor, event_id)
     if not is_htmx(request):
         return RedirectResponse(f"/events/{event_id}", status_code=303)
     box, _ = _live(request, actor, event_id)
