@@ -390,3 +390,34 @@ def test_a_live_worker_on_this_machine_is_never_taken_for_dead_however_late_its_
 
     assert why_worker_dead(redis, "worker@here.me", 3, now=an_hour_on) is None
     assert why_worker_dead(redis, "worker@here.me", 3, now=an_hour_on + 60) is None  # nor on a second look
+
+
+def test_a_replacement_worker_takes_over_the_killed_workers_scheduling_at_once(start_role, clean):
+    """RQ keeps a queue's scheduler lock 61 s after its holder's last refresh: a kill -9 froze every
+    check-back and retry on the queue for a minute. The replacement frees a dead holder's lock."""
+    from rq.scheduler import RQScheduler
+
+    redis = get_redis()
+    lock = RQScheduler.get_locking_key("moodle")
+    worker = start_role("worker")
+    task = enqueue_operation("demo.moodle", {"wait_checks": 20})  # checks back every second, via the scheduler
+    wait_for(lambda: load_task(task.id).progress >= 10, 30, "the task to check back twice", worker)
+    old_holder = redis.get(lock)
+    assert old_holder is not None
+    from openvle.dead_workers import free_dead_scheduler_locks
+
+    assert free_dead_scheduler_locks(redis, ["moodle"]) == [] and redis.get(lock) == old_holder  # alive: kept
+
+    os.killpg(worker.proc.pid, signal.SIGKILL)  # `docker kill`: the worker, its scheduler, its horse
+    worker.proc.wait()
+    lock_would_lapse_at = time.time() + redis.pttl(lock) / 1000
+    restarted = start_role("worker")
+
+    done = wait_for(lambda: settled(task.id), 60, "the check-backs to go on", restarted)
+    assert done.status == "success"
+    assert time.time() < lock_would_lapse_at, "the check-backs waited for the dead scheduler's lock to lapse"
+    new_holder = redis.get(lock)
+    assert new_holder is not None and new_holder != old_holder
+    # The lock's holder, by RQ's own record of it, is the replacement's scheduler process.
+    assert RQScheduler.fetch(new_holder.decode(), redis).pid in children(restarted.proc.pid)
+    assert "scheduler lock of moodle released: scheduler" in restarted.output
