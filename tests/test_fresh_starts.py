@@ -19,7 +19,7 @@ from openvle import guacamole_passwords
 from openvle.accounts.tokens import create_token
 from openvle.backend.app import create_app
 from openvle.db.engine import session_scope
-from openvle.db.models import AuditEntry, Event, Participant, Task, User, Vm, VmState
+from openvle.db.models import AuditEntry, Event, Participant, Task, TaskLog, User, Vm, VmState
 from openvle.events import create_event, create_template, request_deploy
 from test_events import make_event, ours_in_pve, people, settled_event, start_workers
 
@@ -189,3 +189,34 @@ def test_refusals_say_why_and_the_cli_is_audited(lab, clean, settings_env):
         audit = session.execute(select(AuditEntry.action, AuditEntry.via, AuditEntry.outcome).where(
             AuditEntry.object_type == "vm", AuditEntry.object_id == str(vm_id))).all()
     assert audit == [("cli.vm.fresh_start", "cli", 429)]
+
+
+def test_a_fresh_start_under_planned_faults_still_makes_exactly_one_new_vm(lab, start_role):
+    pve, guac = lab["pve"], lab["guac"]
+    workers, event_id = _deployed(lab, start_role, n=2, name="Faulty Fresh")
+    old = _vm_of("student02", event_id)
+    # Exact plans: the clone is carried out but its answer lost (the job must adopt it, not clone
+    # again), every 5th Proxmox request and every 3rd Guacamole request fails.
+    pve.state.set_faults(lost_clone_responses=[1], error_every=5)
+    guac.state.set_faults(error_every=3)
+    from openvle.accounts.identity import cli_actor
+    from openvle.service.fresh_starts import fresh_start
+
+    asked = fresh_start(cli_actor("ops"), old.id)
+    task = wait_for(lambda: settled(asked.task.id), 180, "the fresh start", workers[0], interval=1)
+
+    assert task.status == "success", task.error
+    assert pve.state.error_plan.hits > 0 and guac.state.error_plan.hits > 0, "every plan should have hit"
+    pve.state.set_faults(error_every=0)
+    guac.state.set_faults(error_every=0)
+    new = _vm_of("student02", event_id)
+    with session_scope() as session:
+        made = session.execute(select(func.count()).select_from(Vm).where(Vm.replaces_id == old.id)).scalar()
+        clone_log = session.execute(select(TaskLog.message).join(Task, Task.id == TaskLog.task_id).where(
+            Task.operation == "vm.clone", Task.vm_id == new.id)).scalars().all()
+    assert any("was lost" in line for line in clone_log), clone_log  # the lost answer was met, and adopted
+    tagged = ours_in_pve(pve)
+    assert made == 1 and len(tagged) == 2 and new.vmid in tagged and old.vmid not in tagged  # none twice, none left
+    assert (new.guac_connection_id, new.access_link) == (old.guac_connection_id, old.access_link)
+    assert _reachable_connections(guac, "student02") == {old.guac_connection_id}
+    assert len(guac.state.snapshot()["connections"]) == 2
