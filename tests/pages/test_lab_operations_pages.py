@@ -95,3 +95,25 @@ def test_a_student_starts_their_vm_afresh_from_my_labs(login, make_user, shot, s
     vmids = {v["vmid"]: v["status"] for v in system.sims["pve"].state.snapshot()["vms"]}
     assert old_vmid not in vmids and vmids[new.vmid] == "running"
     shot(page, "my-labs-fresh-start")
+
+
+def test_a_teacher_starts_a_participants_vm_afresh_from_the_event_page_then_reads_when_again(login, make_user,
+                                                                                            system):
+    student = make_user("student")
+    old_id = deployed_lab(system, [student])[student]
+    with session_scope() as session:
+        event_id = session.get(Vm, old_id).event_id
+    page, teacher = login("teacher")
+    _teaching(event_id, teacher)
+    page.goto(f"/events/{event_id}")
+    page.on("dialog", lambda dialog: dialog.accept())  # "Replace …'s VM with a new copy of the template? …"
+    page.locator(f"#fresh-start-{student}").click()
+
+    # The row's button acts on the new VM once the participant's VM is the new one (after the move).
+    expect(page.locator(f'form[action$="/vms/{old_id}/fresh-start"]')).to_have_count(0, timeout=60_000 * WAIT_SCALE)
+    page.locator(f"#fresh-start-{student}").click()  # again at once: the cooldown says when
+    expect(page.locator("#flash")).to_contain_text("Too many tries")
+    expect(page.locator("#flash")).to_contain_text("the next is possible from")
+    with session_scope() as session:
+        new = session.query(Vm).filter_by(replaces_id=old_id).one()
+    assert new.state == "ready"
