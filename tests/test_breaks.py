@@ -278,3 +278,30 @@ def test_the_cli_refuses_nonsense_in_one_line_and_audits_who_asked(lab, clean):
         audit = session.execute(select(AuditEntry.action, AuditEntry.via, AuditEntry.outcome).where(
             AuditEntry.object_id == str(event_id))).all()
     assert sorted(audit) == [("cli.event.resume", "cli", 409), ("cli.event.suspend", "cli", 409)]
+
+
+def test_suspend_and_resume_under_planned_faults_end_where_they_should(lab, start_role):
+    pve, guac = lab["pve"], lab["guac"]
+    workers, event_id = _deployed(lab, start_role, n=3, name="Faulty Break")
+    vmids = [vm.vmid for vm in _vms(event_id)]
+    # Exact plans: every 3rd Proxmox write is carried out but its answer lost (a stop or start must
+    # look before it asks again), every 4th Proxmox request and every 3rd Guacamole request fails.
+    pve.state.set_faults(lose_every=3, error_every=4)
+    guac.state.set_faults(error_every=3)
+
+    request_suspend(event_id, requested_by="t")
+    event = wait_for(lambda: settled_event(event_id, "suspended", "failed"), 180, "the suspend", workers[0],
+                     interval=1)
+    assert event.status == "suspended" and event.status_reason is None, event.status_reason
+    assert set(_pve_status(pve, vmids).values()) == {"stopped"}
+    request_resume(event_id, requested_by="t")
+    event = wait_for(lambda: settled_event(event_id, "deployed", "deployed_with_failures"), 180, "the resume",
+                     workers[0], interval=1)
+
+    assert event.status == "deployed", event.status_reason
+    assert pve.state.lose_plan.hits > 0 and pve.state.error_plan.hits > 0 and guac.state.error_plan.hits > 0
+    pve.state.set_faults(lose_every=0, error_every=0)
+    guac.state.set_faults(error_every=0)
+    assert set(_pve_status(pve, vmids).values()) == {"running"} and len(test_events.ours_in_pve(pve)) == 3
+    assert len(guac.state.snapshot()["connections"]) == 3
+    assert _reachable_connections(guac, "student03") == {_vms(event_id)[2].guac_connection_id}

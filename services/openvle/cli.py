@@ -9,7 +9,7 @@ import sys
 
 from openvle.cli_accounts import add_commands as add_account_commands
 from openvle.cli_events import add_commands as add_event_commands
-from openvle.cli_events import use_dev_redis
+from openvle.cli_events import add_vm_commands, use_dev_redis
 from openvle.roles import ROLES, UnknownRole, resolve
 from openvle.settings import SettingsError, get_settings
 
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="rotate: re-encrypt every stored credential under SECRET_KEY (after it changed, with the "
                            "old key in SECRET_KEY_PREVIOUS); then SECRET_KEY_PREVIOUS can be emptied")
     add_event_commands(commands)
+    add_vm_commands(commands)
     add_account_commands(commands)
     demo = commands.add_parser("demo", help="deploy a 10-person demo event on the dev system (starts it if needed)")
     demo.add_argument("--no-pause", action="store_true",
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("template", "event", "demo", "user", "token"):
+    if args.command in ("template", "event", "vm", "demo", "user", "token"):
         use_dev_redis()  # REDIS_URL unset: the Redis of a `make dev` running in this directory, if any
     try:
         settings = get_settings()
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}={value}")
         return 0
 
-    if command in ("template", "event"):
+    if command in ("template", "event", "vm"):
         from openvle.cli_events import run as run_event_command
 
         return run_event_command(args, settings)

@@ -143,6 +143,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                      "numbers); recorded in the audit log")
 
 
+def _vm_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a VM id: give the number `openvle event show` or "
+                                         "GET /api/vms shows")
+    return int(text)
+
+
+def add_vm_commands(commands: argparse._SubParsersAction) -> None:
+    vm = commands.add_parser("vm", help="a fresh start of one VM")
+    actions = vm.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fresh = actions.add_parser("fresh-start", help="a new copy of the template in place of the VM: clone new, move "
+                                                   "its Guacamole connection over (same link and password), delete "
+                                                   "the old; once per RESET_TO_TEMPLATE_COOLDOWN")
+    fresh.add_argument("id", type=_vm_id, metavar="VM_ID", help="the VM record's id (as the API and pages show it)")
+    fresh.add_argument("--wait", action="store_true", help="wait until it settled; exit 0 when it succeeded, 1 if not")
+    fresh.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="with --wait: stop waiting after this long (exit 1; the work goes on)")
+
+
 def run(args: argparse.Namespace, settings: _Settings) -> int:
     """Run `openvle template|event ACTION`; every expected problem is one line, never a traceback."""
     _quiet_logs(settings)
@@ -156,6 +175,7 @@ def run(args: argparse.Namespace, settings: _Settings) -> int:
         ("event", "suspend"): event_suspend,
         ("event", "resume"): event_resume,
         ("event", "retry"): event_retry,
+        ("vm", "fresh-start"): vm_fresh_start,
     }[(args.command, args.action)]
     return guarded(lambda: handler(args))
 
@@ -613,6 +633,59 @@ def _request(args: argparse.Namespace, request, verb: str, detail: str | None = 
         return EXIT_OK
     final = watch(args.id, timeout=args.timeout)
     return report(final, f"event.{verb}")
+
+
+def vm_fresh_start(args: argparse.Namespace) -> int:
+    """As an admin would ask through the API (the CLI runs where the database is: it acts as admin)."""
+    from openvle import auditlog
+    from openvle.accounts.identity import cli_actor
+    from openvle.errors import RequestError
+    from openvle.service.fresh_starts import fresh_start
+
+    check_database()
+    actor = cli_actor(_whoami())
+    where = dict(address="cli", method="CLI", path=f"openvle vm fresh-start {args.id}", action="cli.vm.fresh_start",
+                 object_type="vm", object_id=args.id)
+    try:
+        asked = fresh_start(actor, args.id)
+    except RequestError as exc:
+        auditlog.record(actor=actor, outcome=exc.status, detail=str(exc)[:1000], **where)
+        raise
+    auditlog.record(actor=actor, outcome=202, detail=f"task {asked.task.id}", **where)
+    task_id = asked.task.id
+    print(f"VM {args.id}: fresh start {'requested' if asked.created else 'already in flight'}, task {task_id}",
+          flush=True)
+    if not args.wait:
+        print(f"follow it with `GET /api/tasks/{task_id}` (or add --wait)", flush=True)
+        return EXIT_OK
+    return _wait_for_task(task_id, args.timeout)
+
+
+def _wait_for_task(task_id: int, timeout: float | None) -> int:
+    from openvle.db.engine import session_scope
+    from openvle.db.models import Task, TaskStatus
+
+    started = time.monotonic()
+    last = None
+    while True:
+        with session_scope() as session:
+            task = session.get(Task, task_id)
+            status, progress_, message, error, result = (task.status, task.progress, task.message, task.error,
+                                                         task.result)
+        line = f"{status} {progress_}%{': ' + message if message else ''}"
+        if line != last:
+            print(f"[{_clock(time.monotonic() - started)}] {line}", flush=True)
+            last = line
+        if status in TaskStatus.FINAL:
+            if status == TaskStatus.SUCCESS:
+                print(f"done: VM record {result.get('new_vm')} replaces VM record {result.get('old_vm')}", flush=True)
+                return EXIT_OK
+            fail(f"the fresh start ended {status}: {error or 'no error recorded'}")
+            return EXIT_FAILED
+        if timeout is not None and time.monotonic() - started >= timeout:
+            fail(f"still {status} after {timeout:.0f}s; it goes on: `GET /api/tasks/{task_id}`")
+            return EXIT_FAILED
+        time.sleep(1)
 
 
 def _audit(verb: str, event_id: int, refused: Exception | None = None, detail: str | None = None) -> None:

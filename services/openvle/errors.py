@@ -61,3 +61,13 @@ class Conflict(RequestError):
     """The object's state does not allow it now (a deploy of an archived event, a template in use)."""
 
     status = 409
+
+
+class TooSoon(RequestError):
+    """Allowed again only later (a fresh start within RESET_TO_TEMPLATE_COOLDOWN): the message says when."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -24,7 +24,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                          (404, "does not exist, or the caller may not see it"),
                          (409, "the object's state does not allow it now"),
                          (422, "the request is invalid: the message names the field"),
-                         (429, "too many failed logins: wait Retry-After seconds"),
+                         (429, "too many failed logins, or a fresh start within RESET_TO_TEMPLATE_COOLDOWN: wait "
+                               "Retry-After seconds"),
                          (503, "Redis or the database is not answering"))
 }
 

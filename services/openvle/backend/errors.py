@@ -62,6 +62,8 @@ def install(app: FastAPI) -> None:
         response = _error(request, exc.status, str(exc))
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if getattr(exc, "retry_after", None) is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(LoginFailed)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from openvle.accounts.identity import Actor
 from openvle.backend.auth import current_actor
 from openvle.backend.common import ERRORS, Id
-from openvle.service import vms
+from openvle.service import fresh_starts, vms
 from openvle.service.views import Page, TaskRequest, VmDetailView, VmView
 
 router = APIRouter(prefix="/api/vms", tags=["vms"], responses=ERRORS, dependencies=[Depends(current_actor)])
@@ -44,6 +44,13 @@ def get_vm(vm_id: Id, actor: Actor = Depends(current_actor)) -> VmDetailView:
              summary="Admins: move the VM to another node (online when it runs)")
 def migrate(vm_id: Id, body: MigrateIn, actor: Actor = Depends(current_actor)) -> TaskRequest:
     return vms.act(actor, vm_id, "migrate", body.target)
+
+
+@router.post("/{vm_id}/fresh-start", name="vms.fresh_start", status_code=202, response_model=TaskRequest,
+             summary="Owner, their teacher, admin: a new copy of the template in place of this VM (same access "
+                     "link and password); once per RESET_TO_TEMPLATE_COOLDOWN (429 says when next)")
+def fresh_start(vm_id: Id, actor: Actor = Depends(current_actor)) -> TaskRequest:
+    return fresh_starts.fresh_start(actor, vm_id)
 
 
 @router.post("/{vm_id}/{action}", name="vms.act", status_code=202, response_model=TaskRequest,

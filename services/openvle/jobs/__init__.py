@@ -7,6 +7,7 @@ from openvle.jobs import (  # noqa: F401
     courses,
     demo,
     events,
+    fresh_starts,
     housekeeping,
     lifecycle,
     mail,

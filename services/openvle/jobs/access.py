@@ -120,6 +120,29 @@ def provision_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) 
     return {"connection": connection_id, "sharing_profile": profile_id, "link": link}
 
 
+@operation("guac.move_access", queue="guacamole")
+def move_access(ctx: TaskContext, old_vm_id: int, new_vm_id: int, teacher_ids: list[int] = ()) -> dict:
+    """A fresh start: the connection of the old VM now leads to its replacement. The new VM has the
+    old one's name, so provisioning finds the same connection (same id: the same access link) and
+    points it at the new VM, the same account keeps its password; then the rows follow (the
+    participant's VM is the new one, the old one has no access left to clean up)."""
+    old, _, _ = _load(old_vm_id)
+    new, _, _ = _load(new_vm_id)
+    if new.replaces_id != old.id:
+        raise PermanentError(f"VM record {new_vm_id} does not replace VM record {old_vm_id}")
+    given = provision_access(ctx, new_vm_id, teacher_ids)
+    if old.guac_connection_id not in (None, given["connection"]):
+        ctx.log(f"{old.name} had connection {old.guac_connection_id}, now {given['connection']}", level="warning")
+    with session_scope() as session:
+        session.execute(update(Vm).where(Vm.id == old.id).values(
+            guac_connection_id=None, guac_sharing_profile_id=None, access_link=None))
+        if old.participant_id is not None:
+            session.execute(update(Participant).where(Participant.id == old.participant_id,
+                                                      Participant.vm_id.in_((old.id, new.id)))
+                            .values(vm_id=new.id))
+    return {**given, "from_vm": old.id, "to_vm": new.id}
+
+
 @operation("guac.suspend_access", queue="guacamole")
 def suspend_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) -> dict:
     """A break: take READ on the VM's connection (and, for teachers, its sharing profile) away. The

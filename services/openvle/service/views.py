@@ -351,6 +351,9 @@ class LabView(View):
     pending_task_id: int | None
     last_error: str | None = Field(description="why the VM's latest finished Task failed, if it did")
     can_act: bool = Field(description="start, stop and reset are possible now")
+    can_fresh_start: bool = Field(False, description="a fresh start (a new copy of the template) is possible now")
+    fresh_start_after: dt.datetime | None = Field(
+        None, description="a fresh start is possible again from then (RESET_TO_TEMPLATE_COOLDOWN)")
 
 
 class MemberChange(View):

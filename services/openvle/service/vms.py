@@ -10,13 +10,15 @@ from openvle import authz
 from openvle.accounts.identity import Actor
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import Event, EventStatus, Node, Task, TaskStatus, User, Vm, VmState
+from openvle.db.models import Event, EventStatus, Node, Participant, Task, TaskStatus, User, Vm, VmState
 from openvle.errors import Conflict, Invalid
 from openvle.jobs.vms import request_action
+from openvle.service import fresh_starts
 from openvle.service.tasks import TaskFilter, get_task, tasks_of
 from openvle.service.views import LabView, Page, TaskRequest, VmDetailView, VmView
 
 ACTIONS = ("start", "stop", "reset", "migrate")
+BREAK = (EventStatus.SUSPENDING, EventStatus.SUSPENDED)  # an event's VMs stay off
 
 
 def _view(vm: Vm, owner: str | None) -> VmView:
@@ -63,7 +65,7 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
                            "Tasks)")
         event_id = vm.event_id
         on_break = event_id is not None and session.execute(select(Event.status).where(Event.id == event_id)).scalar() \
-            in (EventStatus.SUSPENDING, EventStatus.SUSPENDED)
+            in BREAK
         if on_break and action in ("start", "reset"):
             raise Conflict(f"VM {vm_id}: its event is suspended (a break), so its VMs stay off until the event is "
                            "resumed")
@@ -93,7 +95,8 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
 
 # "<what> did not work: <why>" in plain words, for the VM's operations.
 OPERATION_WORDS = {"vm.clone": "Making the VM (clone)", "vm.start": "Start", "vm.stop": "Stop", "vm.reset": "Reset",
-                   "vm.migrate": "Moving it to another node", "vm.delete": "Removing it"}
+                   "vm.migrate": "Moving it to another node", "vm.delete": "Removing it",
+                   "vm.fresh_start": "The fresh start"}
 _RECENT_TASKS = 20  # per VM: enough to find the one in flight and the latest finished
 
 
@@ -107,8 +110,10 @@ def _state_words(vm: Vm, latest_finished: Task | None) -> str:
     return {VmState.DELETING: "being removed", VmState.MISSING: "missing"}.get(vm.state, vm.state)
 
 
-def lab_of(vm: Vm, event_name: str | None, tasks: list[Task], owner: str | None) -> LabView:
-    """`tasks`: the VM's latest Tasks, newest first."""
+def lab_of(vm: Vm, event_name: str | None, tasks: list[Task], owner: str | None,
+           event_status: str | None = None, fresh_start_at=None) -> LabView:
+    """`tasks`: the VM's latest Tasks, newest first; `event_status` and the participant's
+    `fresh_start_at` say whether a fresh start is possible."""
     active = next((t for t in tasks if t.status in TaskStatus.ACTIVE and t.operation != "vm.clone"), None)
     finished = next((t for t in tasks if t.status in TaskStatus.FINAL), None)
     error = None
@@ -116,10 +121,14 @@ def lab_of(vm: Vm, event_name: str | None, tasks: list[Task], owner: str | None)
         what = OPERATION_WORDS.get(finished.operation, finished.operation)
         error = f"{what} did not work: {finished.error or 'it was cancelled'}"
     state = _state_words(vm, finished)
+    after = fresh_starts.allowed_again_at(fresh_start_at)
     return LabView(vm=_view(vm, owner), event_name=event_name, state=state,
                    pending=active.operation.removeprefix("vm.") if active is not None else None,
                    pending_task_id=active.id if active is not None else None, last_error=error,
-                   can_act=vm.state == VmState.READY and active is None)
+                   can_act=vm.state == VmState.READY and active is None and event_status not in BREAK,
+                   can_fresh_start=(vm.participant_id is not None and vm.state in fresh_starts.REPLACEABLE
+                                    and event_status in fresh_starts.LIVE_EVENT and active is None and after is None),
+                   fresh_start_after=after)
 
 
 def my_labs(actor: Actor) -> list[LabView]:
@@ -128,19 +137,23 @@ def my_labs(actor: Actor) -> list[LabView]:
         return []
     with session_scope() as session:
         rows = session.execute(
-            select(Vm, Event.name).outerjoin(Event, Event.id == Vm.event_id)
+            select(Vm, Event.name, Event.status, Participant.fresh_start_at).outerjoin(Event, Event.id == Vm.event_id)
+            .outerjoin(Participant, Participant.id == Vm.participant_id)
             .where(Vm.user_id == actor.user_id, Vm.state != VmState.DELETED).order_by(Vm.id.desc())).all()
-        by_vm = _recent_tasks(session, [vm.id for vm, _ in rows])
-        return [lab_of(vm, name, by_vm.get(vm.id, []), actor.username) for vm, name in rows]
+        by_vm = _recent_tasks(session, [row[0].id for row in rows])
+        return [lab_of(vm, name, by_vm.get(vm.id, []), actor.username, status, fresh_at)
+                for vm, name, status, fresh_at in rows]
 
 
 def lab(actor: Actor, vm_id: int) -> LabView:
     """One VM as a card, for whoever may see it (owner, their teacher, admin); else NotFound."""
     with session_scope() as session:
         vm = authz.vm(session, actor, vm_id)
-        name = session.get(Event, vm.event_id).name if vm.event_id is not None else None
+        event = session.get(Event, vm.event_id) if vm.event_id is not None else None
         owner = session.get(User, vm.user_id).username if vm.user_id else None
-        return lab_of(vm, name, _recent_tasks(session, [vm_id]).get(vm_id, []), owner)
+        person = session.get(Participant, vm.participant_id) if vm.participant_id else None
+        return lab_of(vm, event.name if event else None, _recent_tasks(session, [vm_id]).get(vm_id, []), owner,
+                      event.status if event else None, person.fresh_start_at if person else None)
 
 
 def _recent_tasks(session, vm_ids: list[int]) -> dict[int, list[Task]]:

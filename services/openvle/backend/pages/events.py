@@ -20,7 +20,7 @@ from openvle.backend.pages.access import PageRoute, is_htmx, page_actor
 from openvle.backend.pages.forms import FormState, local, parse_utc
 from openvle.backend.pages.render import html, poll_answer, polled, render
 from openvle.errors import NotFound, RequestError
-from openvle.service import events, templates
+from openvle.service import events, fresh_starts, templates
 from openvle.service.tasks import TaskFilter, tasks_of
 from openvle.service.views import EventDetailView
 from openvle.specs import EventPatch, EventSpec, Member
@@ -161,6 +161,19 @@ def run(event_id: Id, verb: Literal["deploy", "archive", "retry", "suspend", "re
     else:
         {"archive": events.archive, "retry": events.retry, "suspend": events.suspend,
          "resume": events.resume}[verb](actor, event_id)
+    if not is_htmx(request):
+        return RedirectResponse(f"/events/{event_id}", status_code=303)
+    box, _ = _live(request, actor, event_id)
+    return html(str(box))
+
+
+@router.post("/events/{event_id}/vms/{vm_id}/fresh-start", name="pages.event_fresh_start")
+def fresh_start(event_id: Id, vm_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Response:
+    """A participant's VM replaced by a new copy of the template (service/fresh_starts.py)."""
+    events.get_event(actor, event_id, manage="start VMs afresh in")  # its teachers and admins
+    if vm_id not in {m.vm_id for m in events.list_members(actor, event_id)}:
+        raise NotFound(f"VM {vm_id} is not a VM of event {event_id}")
+    fresh_starts.fresh_start(actor, vm_id)
     if not is_htmx(request):
         return RedirectResponse(f"/events/{event_id}", status_code=303)
     box, _ = _live(request, actor, event_id)

@@ -13,7 +13,7 @@ from openvle.accounts.identity import Actor
 from openvle.backend.common import Id
 from openvle.backend.pages.access import PageRoute, is_htmx, page_actor
 from openvle.backend.pages.render import html, poll_answer, polled, render
-from openvle.service import vms
+from openvle.service import fresh_starts, vms
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -47,6 +47,17 @@ def lab(vm_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Resp
 @router.get("/labs/vms/{vm_id}/card", name="pages.lab_card")
 def lab_card(vm_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Response:
     return poll_answer(request, *_card(request, actor, vm_id))
+
+
+@router.post("/labs/vms/{vm_id}/fresh-start", name="pages.lab_fresh_start")
+def fresh_start(vm_id: Id, request: Request, then: Literal["list", "card"] = Query("list"),
+                actor: Actor = Depends(page_actor)) -> Response:
+    """The same request as POST /api/vms/{id}/fresh-start (after the button's confirmation)."""
+    fresh_starts.fresh_start(actor, vm_id)
+    if not is_htmx(request):
+        return RedirectResponse("/labs" if then == "list" else f"/labs/vms/{vm_id}", status_code=303)
+    box, _ = _cards(request, actor) if then == "list" else _card(request, actor, vm_id)
+    return html(str(box))
 
 
 @router.post("/labs/vms/{vm_id}/{action}", name="pages.lab_act")
