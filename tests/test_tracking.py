@@ -74,7 +74,9 @@ def test_retries_exhausted_fail_the_task_and_cancel_its_dependents(start_role, s
         assert cancelled.status == "cancelled"
         assert f"task {parent.id} (demo.pve_vm_actions) it depends on failed" in cancelled.error
         assert cancelled.subtasks == []
-        assert Job.fetch(dependent.rq_job_id, connection=get_redis()).get_status() == JobStatus.CANCELED
+        # RQ's side is cancelled just after the DB's commit: wait for it rather than race it.
+        wait_for(lambda job_id=dependent.rq_job_id: Job.fetch(job_id, connection=get_redis()).get_status()
+                 == JobStatus.CANCELED, 30, "the dependent's RQ job to be cancelled", worker)
 
 
 def test_dependent_runs_only_after_its_parent_succeeded(start_role, clean):

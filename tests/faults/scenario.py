@@ -29,6 +29,16 @@ FAST_RECOVERY = {
 }
 
 
+# OPENVLE_FAULTS_PROFILE=ci: the same scenarios on smaller events, so CI can run the whole suite
+# within its budget (README, Faults); every fault still lands mid-work, every count is still checked.
+CI_PROFILE = os.environ.get("OPENVLE_FAULTS_PROFILE", "full") == "ci"
+
+
+def sized(full: int, ci: int) -> int:
+    """Participants of a scenario's event: `full` normally, `ci` in the CI profile."""
+    return ci if CI_PROFILE else full
+
+
 @dataclass
 class Counts:
     scenario: str

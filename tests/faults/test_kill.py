@@ -13,6 +13,7 @@ from scenario import (
     kill9,
     operation_done,
     report,
+    sized,
     wait_settled,
 )
 
@@ -30,11 +31,12 @@ def _roles(start_role, env: dict, *roles: str):
     return {role: start_role(role, **env) for role in roles}
 
 
-def test_kill9_the_clone_worker_mid_deploy_of_50_and_mid_archive(lab, start_role, settings_env):
+def test_kill9_the_clone_worker_mid_deploy_and_mid_archive(lab, start_role, settings_env):
     env = {**lab["env"], **FAST_RECOVERY}
     settings_env(**env)
     roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
-    event_id = make_event(50, name="Kill Clone")
+    n = sized(50, 20)
+    event_id = make_event(n, name="Kill Clone")
 
     clock = Clock()
     request_deploy(event_id)
@@ -42,7 +44,7 @@ def test_kill9_the_clone_worker_mid_deploy_of_50_and_mid_archive(lab, start_role
     kill9(roles["worker-vm-clone"])  # clones in flight, slots held, jobs started
     roles["worker-vm-clone"] = start_role("worker-vm-clone", **env)
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
-    counts = Counts("kill -9 worker-vm-clone mid-deploy (50) and mid-archive", settle_seconds=clock.seconds())
+    counts = Counts(f"kill -9 worker-vm-clone mid-deploy ({n}) and mid-archive", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
     counts.notes.append(f"deploy {counts.settle_seconds:.0f}s")
     assert event.status == "deployed", event.status_reason
@@ -67,7 +69,8 @@ def test_kill9_a_worker_mid_guacamole_provisioning(lab, start_role, settings_env
     env = {**lab["env"], **FAST_RECOVERY}
     settings_env(**env)
     roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
-    event_id = make_event(20, name="Kill Guac")
+    n = sized(20, 10)
+    event_id = make_event(n, name="Kill Guac")
     lab["guac"].state.set_faults(latency=0.3)  # each provisioning takes a while: the kill lands inside one
 
     clock = Clock()
@@ -76,7 +79,7 @@ def test_kill9_a_worker_mid_guacamole_provisioning(lab, start_role, settings_env
     kill9(roles["worker"])  # mid provisioning (and mid email, on the same worker)
     roles["worker"] = start_role("worker", **env)
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
-    counts = Counts("kill -9 worker mid Guacamole provisioning (20)", settle_seconds=clock.seconds())
+    counts = Counts(f"kill -9 worker mid Guacamole provisioning ({n})", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
     lab["guac"].state.set_faults(latency=0)
 

@@ -21,6 +21,7 @@ from scenario import (
     count_deploy,
     operation_done,
     report,
+    sized,
     wait_settled,
 )
 from sqlalchemy import select, update
@@ -65,7 +66,8 @@ def test_mariadb_unreachable_for_30s_mid_deploy(lab, start_role, settings_env, d
     worker = start_role("worker", **roles_env)
     start_role("worker-vm-clone", **roles_env)
     start_role("scheduler", **roles_env)
-    event_id = make_event(20, name="Db Away")
+    n = sized(20, 10)
+    event_id = make_event(n, name="Db Away")
 
     clock = Clock()
     request_deploy(event_id)
@@ -74,7 +76,7 @@ def test_mariadb_unreachable_for_30s_mid_deploy(lab, start_role, settings_env, d
     time.sleep(OUTAGE)  # the outage itself: what the scenario is about
     db_proxy.restore()
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, worker)
-    counts = Counts(f"MariaDB unreachable {OUTAGE}s mid-deploy (20)", settle_seconds=clock.seconds())
+    counts = Counts(f"MariaDB unreachable {OUTAGE}s mid-deploy ({n})", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
     counts.notes.append(f"{db_proxy.refused} connections refused during the outage")
     request_archive(event_id)
@@ -178,7 +180,8 @@ def test_redis_killed_and_restarted_mid_deploy(lab, start_role, settings_env, ow
     # Roles register in our Redis, not the test run's; a worker quits when Redis is gone, and
     # compose starts it again (restart: unless-stopped): so does this policy.
     compose = RestartPolicy(start_role, env, ["worker", "worker-vm-clone", "scheduler"])
-    event_id = make_event(20, name="Redis Restart")
+    n = sized(20, 10)
+    event_id = make_event(n, name="Redis Restart")
 
     clock = Clock()
     request_deploy(event_id)
@@ -187,7 +190,7 @@ def test_redis_killed_and_restarted_mid_deploy(lab, start_role, settings_env, ow
     time.sleep(10)  # away for a while
     own_redis.start()
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600)
-    counts = Counts("Redis killed mid-deploy, back after 10s (append-only file) (20)", settle_seconds=clock.seconds())
+    counts = Counts(f"Redis killed mid-deploy, back after 10s (append-only file) ({n})", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
     request_archive(event_id)
     event = wait_settled(event_id, ("archived", "failed"), 600)
