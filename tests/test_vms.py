@@ -316,10 +316,12 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
 
 def test_clone_time_is_learned_from_the_looks_and_never_outlasts_the_slot(clean):
     assert pacing.expected_clone_seconds(7) is None  # nothing learned: look every PVE_POLL_INTERVAL
-    pacing.seen_running(1, 8.0)
-    pacing.learn_clone_seconds(7, 1, 10.0)  # ended between the look at 8 s and the one at 10 s
+    pacing.clone_started(1, 5.0)
+    pacing.seen_running(1, 8.0, 2.0)
+    assert pacing.learn_clone_seconds(7, 1, 10.0)  # ended between the look at 8 s and the one at 10 s
     assert pacing.expected_clone_seconds(7) == 9.0
-    pacing.learn_clone_seconds(7, 2, 12.0)  # first seen already done at 12 s: it ended before
+    pacing.clone_started(2, 9.0)
+    assert pacing.learn_clone_seconds(7, 2, 12.0)  # first seen already done at 12 s: it ended before
     assert pacing.expected_clone_seconds(7) == 9.0  # 3/4 of 12 s: a late look does not push it up
 
     from openvle.jobs.vms import _next_check
@@ -328,6 +330,27 @@ def test_clone_time_is_learned_from_the_looks_and_never_outlasts_the_slot(clean)
     poll = get_settings().PVE_POLL_INTERVAL
     assert _next_check(0, 9.0) == 9.0 and _next_check(9.5, 9.0) == poll  # then every PVE_POLL_INTERVAL
     assert _next_check(0, 3600.0) == pacing.SLOT_TTL / 2  # a long full clone still refreshes its slot
+
+
+def test_the_learned_clone_time_ignores_time_when_nobody_was_looking(clean):
+    """A clone that ended while its worker was dead (or a store away) is seen done at the first look
+    after: that look's age says how long nobody looked, not how long the clone took."""
+    pacing.clone_started(1, 6.0)
+    pacing.seen_running(1, 6.0, 2.0)
+    assert pacing.learn_clone_seconds(7, 1, 7.0)  # looks as planned: 6.5 s learned
+    assert pacing.expected_clone_seconds(7) == 6.5
+
+    pacing.clone_started(2, 6.0)
+    pacing.seen_running(2, 6.1, 2.0)
+    assert not pacing.learn_clone_seconds(7, 2, 70.0)  # the worker was killed after the look at 6 s
+    pacing.clone_started(3, 6.0)
+    assert not pacing.learn_clone_seconds(7, 3, 41.0)  # first look 35 s after it was planned (a restart)
+    assert not pacing.learn_clone_seconds(7, 4, 30.0)  # adopted after a crash: its start was never seen
+    assert pacing.expected_clone_seconds(7) == 6.5
+
+    pacing.clone_started(5, 6.0)
+    assert pacing.learn_clone_seconds(7, 5, 12.0)  # a busy worker's look, a few seconds late, still teaches
+    assert pacing.expected_clone_seconds(7) == round(0.7 * 6.5 + 0.3 * 0.75 * 12.0, 3)
 
 
 # --- issue 12 bug 6: a clone whose answer was lost -------------------------------------------------------

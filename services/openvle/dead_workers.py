@@ -31,7 +31,7 @@ from functools import cache
 from pathlib import Path
 
 from redis import Redis
-from rq.exceptions import SchedulerNotFound
+from rq.exceptions import NoSuchJobError, SchedulerNotFound
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
@@ -43,6 +43,7 @@ log = logging.getLogger("openvle.dead_workers")
 
 LATE_BEATS = 3  # a busy worker beats every job-monitoring interval: this many missed ones is late
 SCHEDULER_LATE = 10  # seconds: RQ's scheduler beats every second
+RQ_LOCK_TTL = 61  # seconds RQ's worker scheduler takes (and refreshes) its queues' locks for
 LATE_KEY = "openvle:worker-late:{}"  # the late beat first seen, and when: "beat|seen at"
 LOST_BECAUSE = "lost_because"  # job meta: why its attempt is lost (read by tracking.on_job_failure)
 
@@ -143,13 +144,35 @@ def reap(redis: Redis, queues: list[str], monitoring_interval: float) -> list[st
     return handed
 
 
-def why_scheduler_dead(redis: Redis, name: str, now: float | None = None) -> str | None:
+def abandon(redis: Redis, job_id: str, queue: str, reason: str) -> bool:
+    """Hand one job to RQ's abandoned-job handling now: its own worker lost track of it (Redis went
+    away while it ran, so nobody knows how it ended). False when RQ no longer has it running."""
+    registry = StartedJobRegistry(queue, connection=redis)
+    entries = [e for e in redis.zrange(registry.key, 0, -1) if e.decode().split(":", 1)[0] == job_id]
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    if not entries or job.get_status(refresh=False) != JobStatus.STARTED:
+        return False
+    job.meta[LOST_BECAUSE] = reason
+    job.save_meta()
+    redis.zadd(registry.key, dict.fromkeys(entries, 1), xx=True)
+    registry.cleanup()
+    log.warning("job %s handed back to RQ: %s", job_id, reason)
+    return True
+
+
+def why_scheduler_dead(redis: Redis, name: str, lock_ttl: float, now: float | None = None) -> str | None:
     """Why the RQ scheduler `name` (a lock's holder) is dead, or None while it may be alive."""
     now = time.time() if now is None else now
     try:
         scheduler = RQScheduler.fetch(name, redis)
     except SchedulerNotFound:
-        return f"scheduler {name} is no longer registered"
+        # A worker takes the lock, then forks the scheduler, which registers: a lock taken (or
+        # refreshed) in the last few seconds has a holder on its way.
+        fresh = lock_ttl > RQ_LOCK_TTL - SCHEDULER_LATE
+        return None if fresh else f"scheduler {name} is no longer registered"
     if scheduler.hostname == socket.gethostname() and scheduler.pid:
         # A wrong guess costs nothing: a live scheduler takes its lock again at its next beat, or
         # leaves the queue to whoever took it; never do two schedule one queue.
@@ -161,15 +184,15 @@ def why_scheduler_dead(redis: Redis, name: str, now: float | None = None) -> str
     return None
 
 
-def free_dead_scheduler_locks(redis: Redis, queues: list[str]) -> list[str]:
-    """Release the scheduler locks of `queues` held by dead schedulers; returns those queues."""
+def free_dead_scheduler_locks(redis: Redis, queues: list[str], mine: str | None = None) -> list[str]:
+    """Release the scheduler locks of `queues` held by dead schedulers (never `mine`); returns those queues."""
     freed = []
     for queue in queues:
         key = RQScheduler.get_locking_key(queue)
         holder = redis.get(key)
-        if holder is None:
+        if holder is None or holder.decode() == mine:
             continue
-        reason = why_scheduler_dead(redis, holder.decode())
+        reason = why_scheduler_dead(redis, holder.decode(), redis.ttl(key))
         if reason is not None and release_lock(redis, key, holder.decode()):
             log.warning("scheduler lock of %s released: %s", queue, reason)
             freed.append(queue)

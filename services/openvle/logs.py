@@ -89,5 +89,20 @@ def setup(role: str, level: str = "INFO", secrets: list[str] | None = None) -> N
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    rq_worker = logging.getLogger("rq.worker")
+    if not any(isinstance(f, _RoutineRQ) for f in rq_worker.filters):
+        rq_worker.addFilter(_RoutineRQ())
+
+
+class _RoutineRQ(logging.Filter):
+    """RQ says at INFO each time a worker cleans its registries (every WORKER_MAINTENANCE_INTERVAL s,
+    one line per queue) and each time it cannot reach Redis (the role's own "waiting for Redis" line
+    says that once): routine, not events."""
+
+    QUIET = ("Worker %s: cleaning registries for queue: %s", "Worker %s: cleaning group registries",
+             "Worker %s: could not connect to Redis instance: %s retrying in %d seconds...")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.QUIET
     # Alembic announces its plugins and dialect on every schema check; our own lines say what matters.
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -11,7 +11,8 @@ scheduled RQ job to the front of its queue. So 200 waiting clones cost no pollin
 is taken by the next clone job the worker runs.
 
 The clone time of each template is learned (EWMA over finished clones), so a running clone is first
-looked at when it should be done rather than every PVE_POLL_INTERVAL.
+looked at when it should be done rather than every PVE_POLL_INTERVAL; only from clones whose end a
+look saw about when it was planned, never from time nobody was looking (a worker killed, an outage).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ CLONE_SECONDS = "openvle:clone-seconds:template:{}"
 SEEN_RUNNING = "openvle:clone-seen-running:vm:{}"
 EWMA_WEIGHT = 0.3
 SEEN_LATE = 0.75  # a clone first seen already done ended before that look: count 3/4 of its age
+# A look this much later than planned means nobody was looking meanwhile (a worker killed, a store
+# away); a busy clone worker's looks come a few seconds late, which still teaches.
+LATE_LOOK = 10
+LOOKS_KEPT = 86400  # seconds the last look at a clone is kept (a full clone may run for hours)
 
 # Atomically: drop lapsed claims, then claim a slot in both sets if both have room (or refresh it).
 _ACQUIRE = """
@@ -186,21 +191,40 @@ def expected_clone_seconds(template_id: int) -> float | None:
     return float(value) if value is not None else None
 
 
-def seen_running(vm_id: int, age: float) -> None:
-    """A look found the clone of VM row `vm_id` still running `age` seconds after it started."""
-    get_redis().set(SEEN_RUNNING.format(vm_id), f"{age:.3f}", ex=3600)
+def clone_started(vm_id: int, next_look_in: float) -> None:
+    """The clone of VM row `vm_id` was started just now; the first look is planned `next_look_in` s on."""
+    get_redis().set(SEEN_RUNNING.format(vm_id), f"-|{next_look_in:.3f}", ex=LOOKS_KEPT)
 
 
-def learn_clone_seconds(template_id: int, vm_id: int, done_age: float) -> None:
-    """Fold a finished clone into the template's estimate. It ended between the last look that saw
-    it running and the one that saw it done: the midpoint. Without a running look, it ended some
-    time before it was seen done: guess lower (SEEN_LATE), so the estimate does not creep up."""
+def seen_running(vm_id: int, age: float, next_look_in: float) -> None:
+    """A look found the clone of VM row `vm_id` still running `age` seconds after it started; the
+    next look is planned `next_look_in` s on."""
+    get_redis().set(SEEN_RUNNING.format(vm_id), f"{age:.3f}|{next_look_in:.3f}", ex=LOOKS_KEPT)
+
+
+def learn_clone_seconds(template_id: int, vm_id: int, done_age: float) -> bool:
+    """Fold a finished clone into the template's estimate (True), unless nobody was looking when it
+    ended. It ended between the last look that saw it running and the one that saw it done: the
+    midpoint. Without a running look, it ended some time before it was seen done: guess lower
+    (SEEN_LATE), so the estimate does not creep up. But when the look that saw it done came more
+    than LATE_LOOK s after it was planned (the worker was killed or restarted, Redis or the database
+    was away), the clone ended some time in a gap nobody watched: it teaches nothing (learned, an
+    outage would make the next clones be looked at only long after they are done)."""
     redis = get_redis()
-    running = redis.getdel(SEEN_RUNNING.format(vm_id))
-    sample = (float(running) + done_age) / 2 if running is not None else SEEN_LATE * done_age
+    looked = redis.getdel(SEEN_RUNNING.format(vm_id))
+    if looked is None:
+        return False  # its start was not seen by this system (a clone adopted after a crash)
+    running, planned = looked.decode().split("|")
+    last_look = 0.0 if running == "-" else float(running)
+    if done_age - last_look > float(planned) + LATE_LOOK:
+        log.info("clone of VM row %s seen done %.0fs after the look before (planned: %.0fs): not learned",
+                 vm_id, done_age - last_look, float(planned))
+        return False
+    sample = (last_look + done_age) / 2 if running != "-" else SEEN_LATE * done_age
     if sample <= 0:
-        return  # the node's clock is behind ours: nothing to learn
+        return False  # the node's clock is behind ours: nothing to learn
     key = CLONE_SECONDS.format(template_id)
     old = redis.get(key)
     new = sample if old is None else (1 - EWMA_WEIGHT) * float(old) + EWMA_WEIGHT * sample
     redis.set(key, f"{new:.3f}", ex=7 * 86400)
+    return True

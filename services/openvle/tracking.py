@@ -23,7 +23,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from openvle import alerts, records
+from openvle import alerts, records, stores
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.deadlocks import retry_deadlocks
@@ -128,8 +128,8 @@ def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractC
     attempt = attempt_of(job)
     with job_context(queue=job.origin, job_id=job.id, task_id=task_id,
                      attempt=f"{attempt}/{policy(job.origin, get_settings()).max_attempts}"):
-        try:
-            _opened_by_worker[job.id] = _open(task_id, attempt, worker_name, transaction)
+        try:  # with the database away, the worker waits for it: no job can do anything without it
+            _opened_by_worker[job.id] = stores.call_with_database(_open, task_id, attempt, worker_name, transaction)
         except Exception:  # the horse will try again itself
             log.exception("could not open the attempt of task %s in the worker", task_id)
 
@@ -165,7 +165,10 @@ def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Con
         if job.get_status(refresh=True) != JobStatus.FINISHED:
             return
         result = job.return_value(refresh=True)
-        _record_success(transaction, task_id, attempt, result)
+        stores.call_with_database(_record_success, transaction, task_id, attempt, result)
+    except stores.REDIS_DOWN:
+        _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
+        raise
     except Exception:  # the reconciler closes it from RQ's record later
         log.exception("could not record the success of task %s", task_id)
 

@@ -19,10 +19,12 @@ from contextlib import contextmanager
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.scheduler import RQScheduler
+from rq.worker import WorkerStatus
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from openvle import dead_workers, records, tracking
+from openvle import dead_workers, records, stores, tracking
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
@@ -104,22 +106,72 @@ class TrackingWorker(Worker):
         pid namespace tells a dead one by its pid at once (dead_workers)."""
         return {**super().serialize(), "pid_space": dead_workers.pid_space()}
 
-    def _start_scheduler(self, *args, **kwargs):
-        """A dead worker's scheduler keeps its queues' locks for 61 s: free them first, so this
-        worker schedules their retries and check-backs from its first moment."""
-        self._look_for_dead_workers()
-        super()._start_scheduler(*args, **kwargs)
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", date_format: str = "",
+                         log_format: str = "") -> None:
+        """RQ's, with two changes: a dead worker's scheduler keeps its queues' locks for 61 s, so free
+        them first (this worker then schedules their retries and check-backs from its first moment);
+        and the scheduler waits for Redis when it is away instead of dying with it."""
+        stores.call_with_redis(self._look_for_dead_workers)
+        self.scheduler = PatientScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                          logging_level=logging_level or self.log.level)
+        stores.call_with_redis(self.scheduler.acquire_locks)
+        if self.scheduler.acquired_locks:
+            self.scheduler.start()
 
     def run_maintenance_tasks(self):
-        self._look_for_dead_workers()  # before RQ's part, which starts our scheduler if it can lock
-        super().run_maintenance_tasks()
+        def maintain():
+            self._look_for_dead_workers()  # before RQ's part, which starts our scheduler if it can lock
+            super(TrackingWorker, self).run_maintenance_tasks()
+
+        stores.call_with_redis(maintain)
 
     def _look_for_dead_workers(self) -> None:
         try:
             dead_workers.reap(self.connection, QUEUE_NAMES, self.job_monitoring_interval)
-            dead_workers.free_dead_scheduler_locks(self.connection, self.queue_names())
+            mine = self.scheduler.name if self.scheduler else None
+            dead_workers.free_dead_scheduler_locks(self.connection, self.queue_names(), mine)
+        except stores.REDIS_DOWN:
+            raise  # waited for by the caller
         except Exception as exc:  # never the reason a worker stops; the next look tries again
             log.warning("could not look for dead workers: %s: %s", type(exc).__name__, exc)
+
+    # Every Redis call of RQ's work loop waits for Redis when it is away: RQ would quit ("found an
+    # unhandled exception, quitting"), and a busy worker would leave its job for the heartbeat expiry.
+
+    def bootstrap(self, *args, **kwargs):
+        stores.wait_for_redis(self.connection)  # not retried whole: a second registration would be refused
+        super().bootstrap(*args, **kwargs)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        stores.call_with_redis(super().check_for_suspension, burst)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        return stores.call_with_redis(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if pipeline is not None:  # part of a pipeline: its execute() is where Redis is met
+            return super().heartbeat(timeout, pipeline)
+        return stores.call_with_redis(super().heartbeat, timeout)
+
+    def maintain_heartbeats(self, job, execution):
+        stores.call_with_redis(super().maintain_heartbeats, job, execution)
+
+    def _finalize_success(self, *args, **kwargs):
+        """In the horse: a job that ended while Redis was away waits to say how it ended (RQ would
+        give up, and the attempt would count as lost although it did its work)."""
+        stores.call_with_redis(super()._finalize_success, *args, **kwargs)
+
+    def _finalize_failure(self, *args, **kwargs):
+        stores.call_with_redis(super()._finalize_failure, *args, **kwargs)
+
+    def teardown(self):
+        try:
+            super().teardown()
+        except stores.REDIS_DOWN as exc:  # stopping anyway: the registration expires by itself
+            log.warning("could not unregister from Redis while stopping: %s", type(exc).__name__)
+        if not self.is_horse:
+            self.bookkeeping.close()
+            _logout_guacamole(self.queue_names())
 
     def handle_exception(self, job, *exc_info):
         """RQ logs every failed attempt with its traceback at ERROR; `execute` already logged a
@@ -131,18 +183,31 @@ class TrackingWorker(Worker):
             if handler(job, *exc_info) is False:
                 break
 
-    def teardown(self):
-        super().teardown()
-        if not self.is_horse:
-            self.bookkeeping.close()
-            _logout_guacamole(self.queue_names())
-
     def execute_job(self, job, queue):
         tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
         try:
             super().execute_job(job, queue)
+        except stores.REDIS_DOWN:
+            # Redis went away while the job ran: how it ended is unknown to RQ. Once Redis is back,
+            # RQ's abandoned-job handling records the attempt as lost and retries it, now rather
+            # than when its heartbeat entry lapses.
+            stores.wait_for_redis(self.connection)
+            stores.call_with_redis(dead_workers.abandon, self.connection, job.id, queue.name,
+                                   "its worker lost Redis while it ran")
+            self.set_state(WorkerStatus.IDLE)
         finally:
-            tracking.close_attempt(job, self.bookkeeping.transaction)
+            stores.call_with_redis(tracking.close_attempt, job, self.bookkeeping.transaction)
+
+
+class PatientScheduler(RQScheduler):
+    """RQ's scheduler (a process of its own, moving due retries and check-backs to their queues),
+    waiting for Redis when it is away instead of dying with a traceback."""
+
+    def heartbeat(self):
+        stores.call_with_redis(super().heartbeat)
+
+    def enqueue_scheduled_jobs(self):
+        stores.call_with_redis(super().enqueue_scheduled_jobs)
 
 
 def _logout_guacamole(queues: list[str]) -> None:
@@ -188,11 +253,13 @@ def _die_with_worker() -> None:
 def run(role: str, settings: _Settings) -> int:
     if sys.platform == "linux":
         os.register_at_fork(after_in_child=_die_with_worker)
+    os.register_at_fork(after_in_child=stores.keep_quiet)  # the worker says when a store is away, once
     load_jobs()  # import every job module before forking, so each work horse starts warm
+    stores.wait_for_database()  # however long it is away: said once, and once that it is back
     wait_until_current(get_engine(), timeout=settings.SCHEMA_WAIT_TIMEOUT)
-    records.warm_up()  # compile the bookkeeping statements once, before any horse forks
+    stores.call_with_database(records.warm_up)  # compile the bookkeeping statements once, before any fork
     gc.freeze()  # keep the collector from touching (and so copying) the worker's memory in each horse
-    worker = build_worker(role, settings)
+    worker = stores.call_with_redis(build_worker, role, settings)
     log.info("worker %s listening on %s", worker.name, ", ".join(ROLE_QUEUES[role]))
     worker.work(with_scheduler=True, logging_level=settings.LOG_LEVEL)
     log.info("worker %s stopped", worker.name)

@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from openvle import stores
 from openvle.backend.app import create_app
 from openvle.db.engine import get_engine
 from openvle.db.schema import upgrade, wait_until_current
@@ -18,6 +19,7 @@ log = logging.getLogger("openvle.backend")
 def run(settings: _Settings) -> int:
     load_jobs()
     engine = get_engine()
+    stores.wait_for_database(engine)  # said once, and once that it is back; Redis is asked per request
     if settings.BACKEND_MIGRATE_ON_START:
         before, after = upgrade(engine)
         log.info("database schema %s", f"upgraded {before or 'empty'} -> {after}" if before != after else f"at {after}")

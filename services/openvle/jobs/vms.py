@@ -180,7 +180,7 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
             _remove_half_made(pve, vm)
             raise
         if isinstance(result, CheckBack):
-            pacing.seen_running(vm.id, _task_age(vm.upid))
+            pacing.seen_running(vm.id, _task_age(vm.upid), result.seconds)
             ctx.progress(min(90, 10 + ctx.checks * 2), f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
             return result
         pacing.learn_clone_seconds(template.id, vm.id, _task_age(vm.upid))
@@ -238,7 +238,9 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         raise
     _save(vm.id, upid=upid, lock="clone")
     ctx.progress(10, f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
-    return CheckBack(_next_check(0, pacing.expected_clone_seconds(template.id)), f"clone to VM {vm.vmid} started")
+    first_look = _next_check(0, pacing.expected_clone_seconds(template.id))
+    pacing.clone_started(vm.id, first_look)
+    return CheckBack(first_look, f"clone to VM {vm.vmid} started")
 
 
 def _watch_clone(pve: Proxmox, vm: Vm, timeout: int, expected: float | None, queue: str) -> dict | CheckBack:
@@ -249,7 +251,7 @@ def _watch_clone(pve: Proxmox, vm: Vm, timeout: int, expected: float | None, que
     deadline = time.monotonic() + LINGER
     while (isinstance(result, CheckBack) and result.seconds <= LINGER and time.monotonic() < deadline
            and Queue(queue, connection=get_redis()).count == 0):
-        pacing.seen_running(vm.id, _task_age(vm.upid))
+        pacing.seen_running(vm.id, _task_age(vm.upid), LINGER_STEP)
         time.sleep(LINGER_STEP)
         result = _poll(pve, vm, timeout, expected)
     return result
