@@ -220,3 +220,29 @@ def test_a_fresh_start_under_planned_faults_still_makes_exactly_one_new_vm(lab, 
     assert (new.guac_connection_id, new.access_link) == (old.guac_connection_id, old.access_link)
     assert _reachable_connections(guac, "student02") == {old.guac_connection_id}
     assert len(guac.state.snapshot()["connections"]) == 2
+
+
+def test_an_archive_during_a_fresh_start_leaves_no_vm_behind(lab, start_role):
+    from openvle.accounts.identity import cli_actor
+    from openvle.events import request_archive
+    from openvle.jobs.fresh_starts import plan
+    from openvle.service.fresh_starts import fresh_start
+
+    workers, event_id = _deployed(lab, start_role, n=1, name="Archived Fresh")
+    for worker in workers:  # the fresh start is planned (its new VM recorded), nothing cloned yet
+        worker.stop()
+    old = _vm_of("student01", event_id)
+    asked = fresh_start(cli_actor("ops"), old.id)
+    plan(old.id, by=f"task:{asked.task.id}")
+    request_archive(event_id)
+
+    workers = start_workers(start_role, lab)
+    event = wait_for(lambda: settled_event(event_id, "archived", "failed"), 180, "the archive", workers[0],
+                     interval=1)
+    wait_for(lambda: settled(asked.task.id), 120, "the fresh start to settle", workers[0], interval=1)
+
+    assert event.status == "archived", event.status_reason
+    with session_scope() as session:
+        states = dict(session.execute(select(Vm.id, Vm.state).where(Vm.event_id == event_id)).all())
+    assert len(states) == 2 and set(states.values()) == {"deleted"}, states  # the replacement too
+    assert ours_in_pve(lab["pve"]) == [] and lab["guac"].state.snapshot()["connections"] == []

@@ -371,12 +371,18 @@ def _participant_teardown(event: Event, person: Participant, by: str, notify: bo
                                            depends_on=chain[-1:]))
         chain.append(enqueue_once("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
                                        depends_on=chain[-1:]))
+    with session_scope() as session:  # a fresh start's replacement still being made, a VM once missing
+        others = list(session.execute(select(Vm.id).where(
+            Vm.participant_id == person.id, Vm.id != (person.vm_id or 0),
+            Vm.state.in_((VmState.PROVISIONING, VmState.READY, VmState.MISSING)))).scalars())
+    extra = [enqueue_once("vm.delete", {"vm_id": other}, target=f"{target}/delete-{other}", requested_by=by)
+             for other in others]
     last = [enqueue_once("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
-                              target=f"{target}/account", requested_by=by, depends_on=chain[-1:])]
+                              target=f"{target}/account", requested_by=by, depends_on=chain[-1:] + extra)]
     if notify and person.role == Role.PARTICIPANT:
         last.append(enqueue_once("event.archive_email", {"participant_id": person.id},
                                       target=f"{target}/email", requested_by=by, depends_on=chain[-1:]))
-    return len(chain) + len(last), last
+    return len(chain) + len(extra) + len(last), last
 
 
 @operation("event.course_archive", queue="moodle")
