@@ -203,11 +203,23 @@ class PatientScheduler(RQScheduler):
     """RQ's scheduler (a process of its own, moving due retries and check-backs to their queues),
     waiting for Redis when it is away instead of dying with a traceback."""
 
+    def register_birth(self):
+        stores.call_with_redis(super().register_birth)
+
+    def acquire_locks(self, auto_start=False):
+        return stores.call_with_redis(super().acquire_locks, auto_start)
+
     def heartbeat(self):
         stores.call_with_redis(super().heartbeat)
 
     def enqueue_scheduled_jobs(self):
         stores.call_with_redis(super().enqueue_scheduled_jobs)
+
+    def stop(self):
+        try:
+            super().stop()
+        except stores.REDIS_DOWN:  # stopping anyway: its lock and registration expire by themselves
+            pass
 
 
 def _logout_guacamole(queues: list[str]) -> None:

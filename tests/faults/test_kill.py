@@ -91,3 +91,81 @@ def test_kill9_a_worker_mid_guacamole_provisioning(lab, start_role, settings_env
     assert event.status == "archived", event.status_reason
     assert (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
             counts.moodle_users_twice, counts.emails_twice, counts.left_after_archive) == (0,) * 8, counts.line()
+
+
+# --- issue 17: how fast. 6 s linked clones, PVE_CLONE_CONCURRENCY=4, 20 participants ----------------------
+
+SIX_SECOND_CLONES = {**test_events.FAST, "linked_clone": 6.0}
+
+
+def _clone_running_in_a_horse() -> bool:
+    from rq.registry import StartedJobRegistry
+
+    from openvle.connections import get_redis
+
+    return StartedJobRegistry("pve_vm_clone", connection=get_redis()).count > 0
+
+
+def _lost_clone_attempts(event_id: int) -> list:
+    from sqlalchemy import select
+
+    from openvle.db.engine import session_scope
+    from openvle.db.models import SubTask, Task
+
+    with session_scope() as session:
+        return list(session.execute(select(SubTask.finished_at).join(Task, Task.id == SubTask.task_id).where(
+            Task.event_id == event_id, Task.operation == "vm.clone",
+            SubTask.error.like("attempt lost%"))).scalars())
+
+
+def test_a_deploy_of_20_with_6s_clones_without_faults(lab, start_role, settings_env):
+    """The yardstick for the kill below: the same deploy, nothing broken."""
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    lab["pve"].state.configure(durations=SIX_SECOND_CLONES)
+    roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
+    event_id = make_event(20, name="No Fault")
+
+    clock = Clock()
+    request_deploy(event_id)
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
+    counts = Counts("no fault, deploy of 20 (6 s clones)", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    report(counts)
+    assert event.status == "deployed", event.status_reason
+
+
+def test_kill9_the_clone_worker_mid_deploy_of_20_costs_seconds(lab, start_role, settings_env):
+    """kill -9 of worker-vm-clone while a clone runs in its horse, started again 5 s later (as the
+    issue measured it): the lost attempt is recorded within seconds, the replacement takes over the
+    queue's scheduling at once, and the clone time it learned before is not spoiled by the gap."""
+    import time
+
+    from openvle.db.models import utcnow
+
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    lab["pve"].state.configure(durations=SIX_SECOND_CLONES)
+    roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
+    event_id = make_event(20, name="Kill Clone Fast")
+
+    clock = Clock()
+    request_deploy(event_id)
+    wait_for(lambda: operation_done("vm.clone") >= 4 and _clone_running_in_a_horse(), 300,
+             "4 clones done and one running in a horse", roles["worker-vm-clone"])
+    kill9(roles["worker-vm-clone"])
+    killed_at = utcnow()
+    time.sleep(5)  # the fault plan: started again 5 s later, as compose's restart would
+    roles["worker-vm-clone"] = start_role("worker-vm-clone", **env)
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
+    counts = Counts("kill -9 worker-vm-clone mid-deploy (20, 6 s clones), started again 5 s later",
+                    settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    lost = [(at - killed_at).total_seconds() for at in _lost_clone_attempts(event_id)]
+    counts.notes.append(f"lost attempt(s) recorded {', '.join(f'{s:.1f}' for s in lost)}s after the kill")
+    report(counts)
+
+    assert event.status == "deployed", event.status_reason
+    assert lost and max(lost) < 15, lost  # the issue's goal: within 15 s (here: 5 s of it the restart's)
+    assert (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
+            counts.moodle_users_twice, counts.emails_twice) == (0,) * 7, counts.line()

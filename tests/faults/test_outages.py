@@ -201,3 +201,34 @@ def test_redis_killed_and_restarted_mid_deploy(lab, start_role, settings_env, ow
 
     assert event.status == "archived", event.status_reason
     assert _zeros(counts) == (0,) * 7 and counts.left_after_archive == 0, counts.line()
+
+
+def test_redis_away_60s_mid_deploy_and_nothing_restarts_the_roles(own_redis, lab, start_role, settings_env):
+    """As `make dev` runs: no restart policy. Every role waits for Redis, says so once and once that it
+    is back, and the deploy goes on (issue 17: before, busy workers and the scheduler exited and the
+    deploy never settled)."""
+    env = {**lab["env"], **FAST_RECOVERY, "REDIS_URL": own_redis.url}
+    settings_env(**env)
+    roles = {role: start_role(role, wait=False, **env) for role in ("worker", "worker-vm-clone", "scheduler")}
+    event_id = make_event(20, name="Redis Away")
+
+    clock = Clock()
+    request_deploy(event_id)
+    wait_for(lambda: operation_done("vm.clone") >= 5, 300, "5 clones done", roles["worker"])
+    own_redis.kill()
+    time.sleep(60)  # the outage itself: what the scenario is about
+    own_redis.start()
+    back = Clock()
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
+    counts = Counts("Redis away 60s mid-deploy (20), nothing restarts the roles", settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    counts.notes.append(f"settled {back.seconds():.0f}s after Redis was back")
+    report(counts)
+
+    assert event.status == "deployed", event.status_reason
+    assert _zeros(counts) == (0,) * 7, counts.line()
+    for role, proc in roles.items():
+        assert proc.proc.poll() is None, f"{role} exited:\n{proc.output[-3000:]}"
+        lines = proc.output.splitlines()
+        assert sum("waiting for Redis (REDIS_URL)" in line for line in lines) == 1, (role, proc.output[-4000:])
+        assert sum("Redis is back after" in line for line in lines) == 1, (role, proc.output[-4000:])
