@@ -305,3 +305,27 @@ def test_suspend_and_resume_under_planned_faults_end_where_they_should(lab, star
     assert set(_pve_status(pve, vmids).values()) == {"running"} and len(test_events.ours_in_pve(pve)) == 3
     assert len(guac.state.snapshot()["connections"]) == 3
     assert _reachable_connections(guac, "student03") == {_vms(event_id)[2].guac_connection_id}
+
+
+def test_a_break_is_set_checked_and_removed_through_the_api(lab, clean):
+    from helpers import admin_client
+
+    template = create_template("t-api-break", pve_vmid=9001, node="pve1")
+    start = dt.datetime(2030, 5, 4, 9, 0)
+    event_id = create_event("Api Break", template, start, start + dt.timedelta(days=30), participants_=people(1))
+    client = admin_client()
+
+    wrong = client.patch(f"/api/events/{event_id}", json={"suspend_at": "2030-05-20T00:00:00Z",
+                                                          "resume_at": "2030-05-13T00:00:00Z"})
+    assert wrong.status_code == 422 and "a break ends after it begins" in wrong.json()["error"]
+    alone = client.patch(f"/api/events/{event_id}", json={"resume_at": "2030-05-13T00:00:00Z"})
+    assert alone.status_code == 422 and "needs its suspend_at too" in alone.json()["error"]
+    assert event_row(event_id).resume_at is None  # nothing half-stored
+
+    made = client.patch(f"/api/events/{event_id}", json={"suspend_at": "2030-05-11T00:00:00+02:00",
+                                                         "resume_at": "2030-05-18T00:00:00Z"})
+    assert made.status_code == 200, made.text
+    assert (made.json()["suspend_at"], made.json()["resume_at"]) == ("2030-05-10T22:00:00.000Z",
+                                                                     "2030-05-18T00:00:00.000Z")
+    cleared = client.patch(f"/api/events/{event_id}", json={"suspend_at": None, "resume_at": None})
+    assert cleared.status_code == 200 and cleared.json()["suspend_at"] is None

@@ -117,3 +117,26 @@ def test_a_teacher_starts_a_participants_vm_afresh_from_the_event_page_then_read
     with session_scope() as session:
         new = session.query(Vm).filter_by(replaces_id=old_id).one()
     assert new.state == "ready"
+
+
+def test_a_teacher_gives_the_event_a_break_and_a_wrong_one_is_said_beside_its_field(login, make_user, system):
+    student = make_user("student")
+    vm_id = deployed_lab(system, [student])[student]
+    with session_scope() as session:
+        event_id = session.get(Vm, vm_id).event_id
+    page, teacher = login("teacher")
+    _teaching(event_id, teacher)
+    page.goto(f"/events/{event_id}")
+
+    page.get_by_label("Suspended from (UTC)").fill("2030-05-20T00:00")
+    page.get_by_label("Resumed from (UTC)").fill("2030-05-13T00:00")
+    page.get_by_role("button", name="Save break").click()
+    expect(page.locator("#break-dates")).to_contain_text("a break ends after it begins")
+    expect(page.get_by_label("Suspended from (UTC)")).to_have_value("2030-05-20T00:00")  # what was typed stays
+
+    page.get_by_label("Resumed from (UTC)").fill("2030-05-27T00:00")
+    page.get_by_role("button", name="Save break").click()
+    expect(page.locator("#break")).to_contain_text("suspended from 2030-05-20 00:00, resumed from 2030-05-27 00:00")
+    with session_scope() as session:
+        event = session.get(Event, event_id)
+        assert (event.suspend_at.day, event.resume_at.day) == (20, 27)

@@ -127,7 +127,9 @@ def _event_page(request: Request, actor: Actor, event_id: int, status: int = 200
     live, _ = _live(request, actor, event_id, event)
     history, _ = _history(request, actor, event_id)
     blank = {"add": FormState(values={"role": "participant"}), "csv": FormState(), "dates": FormState(
-        values={"start": local(event.start_at), "end": local(event.end_at)})}
+        values={"start": local(event.start_at), "end": local(event.end_at)}), "pause": FormState(
+        values={"suspend_at": local(event.suspend_at) if event.suspend_at else "",
+                "resume_at": local(event.resume_at) if event.resume_at else ""})}
     return render(request, "events/event.html", actor, status=status, title=event.name, event=event,
                   members=members, live=live, history=history, editable=event.status in events.EDITABLE,
                   forms={**blank, **forms}, preview=forms.get("csv_preview"))
@@ -194,6 +196,26 @@ def edit_dates(event_id: Id, request: Request, start: str = Form("", max_length=
             audit_detail(request, "changed end, start")
             return RedirectResponse(f"/events/{event_id}#dates", status_code=303)
     return _event_page(request, actor, event_id, status=422, dates=form)
+
+
+@router.post("/events/{event_id}/break", name="pages.event_break")
+def edit_break(event_id: Id, request: Request, suspend_at: str = Form("", max_length=40),
+               resume_at: str = Form("", max_length=40), actor: Actor = Depends(page_actor)) -> Response:
+    """The event's break (both empty: none); the rules are the API's PATCH (service/events.py)."""
+    form = FormState(values={"suspend_at": suspend_at, "resume_at": resume_at})
+    times = {name: parse_utc(value, name, form) if value.strip() else None
+             for name, value in (("suspend_at", suspend_at), ("resume_at", resume_at))}
+    if not form.failed:
+        try:
+            events.update_event(actor, event_id, EventPatch(**times))
+        except ValidationError as exc:
+            form.add_validation(exc, ("suspend_at", "resume_at"))
+        except RequestError as exc:
+            form.add_error(exc, ("suspend_at", "resume_at"))
+        else:
+            audit_detail(request, "changed resume_at, suspend_at")
+            return RedirectResponse(f"/events/{event_id}#break-dates", status_code=303)
+    return _event_page(request, actor, event_id, status=422, pause=form)
 
 
 # --- participants ---------------------------------------------------------------------------------------
