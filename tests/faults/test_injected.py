@@ -15,7 +15,7 @@ sims, lab = test_events.sims, test_events.lab
 
 pytestmark = pytest.mark.slow
 
-N = sized(100, 25)
+N = sized(100, 20)
 
 
 @pytest.mark.timeout(3600)  # a 100-participant deploy and archive on one worker of each role

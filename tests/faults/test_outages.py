@@ -210,7 +210,8 @@ def test_redis_away_60s_mid_deploy_and_nothing_restarts_the_roles(own_redis, lab
     env = {**lab["env"], **FAST_RECOVERY, "REDIS_URL": own_redis.url}
     settings_env(**env)
     roles = {role: start_role(role, wait=False, **env) for role in ("worker", "worker-vm-clone", "scheduler")}
-    event_id = make_event(20, name="Redis Away")
+    n = sized(20, 10)
+    event_id = make_event(n, name="Redis Away")
 
     clock = Clock()
     request_deploy(event_id)
@@ -220,7 +221,7 @@ def test_redis_away_60s_mid_deploy_and_nothing_restarts_the_roles(own_redis, lab
     own_redis.start()
     back = Clock()
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
-    counts = Counts("Redis away 60s mid-deploy (20), nothing restarts the roles", settle_seconds=clock.seconds())
+    counts = Counts(f"Redis away 60s mid-deploy ({n}), nothing restarts the roles", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
     counts.notes.append(f"settled {back.seconds():.0f}s after Redis was back")
     report(counts)
