@@ -12,7 +12,7 @@ import pytest
 from rq.job import Job, JobStatus
 from sqlalchemy import update
 
-from conftest import wait_for
+from conftest import _flush, wait_for
 from helpers import load_task, settled
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
@@ -108,7 +108,7 @@ def test_a_task_saved_while_redis_was_down_is_queued_later(settings_env, start_r
 
 def test_jobs_lost_with_redis_data_are_recreated(start_role, clean):
     task = enqueue_operation("demo.guacamole", {})
-    clean.redis.flushdb()  # Redis restarted without persistence
+    _flush(clean)  # Redis restarted without persistence (the run keeps its claim on the db)
 
     assert reconcile(grace_seconds=0).requeued == [task.id]
     worker = start_role("worker")
@@ -211,7 +211,7 @@ def test_a_child_is_never_queued_behind_a_parent_job_gone_from_redis(clean):
 
     parent = enqueue_operation("demo.mails", {})
     child = enqueue_operation("demo.mails", {}, depends_on=[parent])
-    clean.redis.flushdb()  # Redis lost everything: both jobs are gone
+    _flush(clean)  # Redis lost everything: both jobs are gone (the run keeps its claim on the db)
     # The parent was touched a moment ago (the grace keeps the reconciler off it); the child not.
     with session_scope() as session:
         session.execute(update(Task).where(Task.id == child.id).values(updated_at=utcnow() - _seconds(600)))
