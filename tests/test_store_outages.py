@@ -13,7 +13,7 @@ import pytest
 
 from conftest import wait_for
 from faults.proxy import FaultProxy
-from helpers import load_task, settled
+from helpers import account, bearer, load_task, settled
 from openvle.enqueue import enqueue_operation
 
 pytestmark = pytest.mark.slow  # roles as processes, a store away and back
@@ -75,11 +75,13 @@ def _healthz(url: str) -> int | None:
 
 def test_redis_away_no_role_exits_each_says_so_once_and_the_work_goes_on(own_redis, start_role, settings_env):
     settings_env(REDIS_URL=own_redis.url)  # (own_redis first: it stops after the roles)
-    env = {"REDIS_URL": own_redis.url, "WORKER_MAINTENANCE_INTERVAL": "5", "SCHEDULER_HEARTBEAT_INTERVAL": "2"}
+    env = {"REDIS_URL": own_redis.url, "WORKER_MAINTENANCE_INTERVAL": "5", "SCHEDULER_HEARTBEAT_INTERVAL": "2",
+           "RECONCILE_INTERVAL": "5", "RECONCILE_GRACE": "5"}
     worker = start_role("worker", wait=False, **env)
     scheduler = start_role("scheduler", wait=False, **env)
     port = _free_port()
-    backend = start_role("backend", BACKEND_PORT=str(port), **env)
+    backend = start_role("backend", BACKEND_PORT=str(port), DEV_MODE="true", **env)
+    _, token = account("ops", "admin")
     api = f"http://127.0.0.1:{port}"
     wait_for(lambda: _healthz(api) == 200, 30, "the backend", backend)
     waiting = enqueue_operation("demo.moodle", {"wait_checks": 30})  # checks back through RQ's scheduler
@@ -94,11 +96,17 @@ def test_redis_away_no_role_exits_each_says_so_once_and_the_work_goes_on(own_red
     # The running job does its work meanwhile (its progress is in the database): it ends with Redis away.
     wait_for(lambda: load_task(running.id).progress == 100, 30, "the running job to end its work", worker)
     assert _healthz(api) == 503  # the backend answers, naming what is away
+    # Asked for meanwhile: 503 naming the Task, which is kept and queued once Redis is back.
+    asked = httpx.post(f"{api}/api/tasks/demo", json={"queue": "mails"}, headers=bearer(token), timeout=30)
+    assert asked.status_code == 503 and asked.json().get("task_id"), asked.text
+    kept = asked.json()["task_id"]
+    assert load_task(kept).status == "queued"
     own_redis.start()
 
     done = [wait_for(lambda t=t: settled(t.id), 90, "the work to go on", worker) for t in (running, waiting)]
     assert [t.status for t in done] == ["success", "success"], [(t.status, t.error) for t in done]
     assert [s.status for s in done[0].subtasks] == ["success"]  # it waited to say so: no attempt lost
+    assert wait_for(lambda: settled(kept), 90, "the Task asked for while Redis was away", worker).status == "success"
     after = enqueue_operation("demo.mails", {})
     assert wait_for(lambda: settled(after.id), 30, "new work", worker).status == "success"
     wait_for(lambda: _healthz(api) == 200, 30, "the backend to answer 200 again", backend)
