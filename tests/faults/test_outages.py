@@ -24,7 +24,7 @@ from scenario import (
     sized,
     wait_settled,
 )
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 import test_events
 from conftest import wait_for
@@ -74,11 +74,17 @@ def test_mariadb_unreachable_for_30s_mid_deploy(lab, start_role, settings_env, d
     wait_for(lambda: operation_done("vm.clone") >= 5, 300, "5 clones done", worker)
     db_proxy.cut()
     time.sleep(OUTAGE)  # the outage itself: what the scenario is about
+    done_before = _steps_done(event_id)
     db_proxy.restore()
+    back = Clock()
+    wait_for(lambda: _steps_done(event_id) > done_before, 120, "a step of the deploy to settle after MariaDB is back",
+             worker)
+    resumed = back.seconds()
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, worker)
     counts = Counts(f"MariaDB unreachable {OUTAGE}s mid-deploy ({n})", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
-    counts.notes.append(f"{db_proxy.refused} connections refused during the outage")
+    counts.notes.append(f"{db_proxy.refused} connections refused during the outage; the next step settled "
+                        f"{resumed:.1f}s and the whole deploy {back.seconds():.0f}s after MariaDB was back")
     request_archive(event_id)
     event = wait_settled(event_id, ("archived", "failed"), 600, worker)
     count_archive(counts, event_id, lab)
@@ -203,6 +209,13 @@ def test_redis_killed_and_restarted_mid_deploy(lab, start_role, settings_env, ow
     assert _zeros(counts) == (0,) * 7 and counts.left_after_archive == 0, counts.line()
 
 
+def _steps_done(event_id: int) -> int:
+    """The event's steps that settled successfully so far (how soon work goes on after an outage)."""
+    with session_scope() as session:
+        return session.execute(select(func.count()).select_from(Task).where(
+            Task.event_id == event_id, Task.status == "success")).scalar()
+
+
 def test_redis_away_60s_mid_deploy_and_nothing_restarts_the_roles(own_redis, lab, start_role, settings_env):
     """As `make dev` runs: no restart policy. Every role waits for Redis, says so once and once that it
     is back, and the deploy goes on (issue 17: before, busy workers and the scheduler exited and the
@@ -218,12 +231,17 @@ def test_redis_away_60s_mid_deploy_and_nothing_restarts_the_roles(own_redis, lab
     wait_for(lambda: operation_done("vm.clone") >= 5, 300, "5 clones done", roles["worker"])
     own_redis.kill()
     time.sleep(60)  # the outage itself: what the scenario is about
+    done_before = _steps_done(event_id)
     own_redis.start()
     back = Clock()
+    wait_for(lambda: _steps_done(event_id) > done_before, 120, "a step of the deploy to settle after Redis is back",
+             roles["worker"])
+    resumed = back.seconds()
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
     counts = Counts(f"Redis away 60s mid-deploy ({n}), nothing restarts the roles", settle_seconds=clock.seconds())
     count_deploy(counts, event_id, lab)
-    counts.notes.append(f"settled {back.seconds():.0f}s after Redis was back")
+    counts.notes.append(f"the next step settled {resumed:.1f}s and the whole deploy {back.seconds():.0f}s after "
+                        "Redis was back")
     report(counts)
 
     assert event.status == "deployed", event.status_reason
