@@ -141,3 +141,19 @@ def test_the_database_away_the_worker_waits_says_so_once_and_goes_on(start_role,
         assert "Traceback" not in worker.output, worker.output[-5000:]
     finally:
         proxy.stop()
+
+
+def test_a_role_waiting_for_redis_still_stops_on_sigterm(own_redis, start_role, settings_env):
+    """compose stops (and recreates) roles while Redis may be away: a role that waits for Redis must
+    still honour SIGTERM, or `docker compose stop` hangs until its kill timeout."""
+    settings_env(REDIS_URL=own_redis.url)
+    env = {"REDIS_URL": own_redis.url, "WORKER_MAINTENANCE_INTERVAL": "5", "SCHEDULER_HEARTBEAT_INTERVAL": "2"}
+    roles = [start_role("worker", wait=False, **env), start_role("scheduler", wait=False, **env)]
+    waiting = enqueue_operation("demo.moodle", {"wait_checks": 60})  # keeps the worker talking to Redis
+    wait_for(lambda: load_task(waiting.id).progress > 0, 30, "a job checking back", roles[0])
+    own_redis.stop()
+    wait_for(lambda: all(_lines(r, "waiting for Redis (REDIS_URL)") for r in roles), 60,
+             "each role to say it waits for Redis")
+    for role in roles:
+        code = role.stop(timeout=60)  # SIGTERM, then SIGKILL after 60 s
+        assert code in (0, 1), f"{role.role} did not stop on SIGTERM (code {code}):\n{role.output[-3000:]}"

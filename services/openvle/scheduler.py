@@ -21,6 +21,10 @@ class PatientCron(CronScheduler):
     """RQ's cron, waiting for Redis when it is away instead of exiting: every periodic job, the
     reconciler's included, would stop until something started the role again."""
 
+    def _request_stop(self, signum, frame):
+        stores.stop_waiting()  # a wait for Redis ends as well: the role stops even while Redis is away
+        super()._request_stop(signum, frame)
+
     def register_birth(self):
         stores.call_with_redis(super().register_birth)
 

@@ -85,11 +85,32 @@ REDIS = Outage("Redis", "REDIS_URL")
 DATABASE = Outage("the database", "DATABASE_URL")
 
 
+# Set when the process is asked to stop (SIGTERM from compose, Ctrl-C): waiting for a store that
+# is away would keep it from ever stopping, so the calls give up and raise instead.
+_stopping = threading.Event()
+_raise_when_stopping: type[BaseException] | None = None
+
+
+def stop_waiting(raise_instead: type[BaseException] | None = None) -> None:
+    """The process is stopping: calls waiting for a store give up, raising `raise_instead` (e.g.
+    RQ's StopRequested, so its loop ends as for any stop) or else the store's own error."""
+    global _raise_when_stopping
+    _raise_when_stopping = raise_instead
+    _stopping.set()
+
+
+def _give_up(state: RetryCallState) -> Any:
+    if _raise_when_stopping is not None:
+        raise _raise_when_stopping()
+    raise state.outcome.exception()
+
+
 def _waiting(outage: Outage, down: Callable[[BaseException], bool]) -> Retrying:
     def say_so(state: RetryCallState) -> None:
         outage.begin(state.outcome.exception())
 
     return Retrying(retry=retry_if_exception(down), wait=wait_exponential(multiplier=0.25, max=2),
+                    stop=lambda state: _stopping.is_set(), retry_error_callback=_give_up,
                     before_sleep=say_so, reraise=True)
 
 

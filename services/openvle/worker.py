@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 from sqlalchemy import Connection
@@ -100,6 +101,15 @@ class TrackingWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.bookkeeping = HeldConnection()
+
+    def request_stop(self, signum, frame):
+        """Warm shutdown; a wait for Redis ends too, or a worker that lost Redis would never stop."""
+        stores.stop_waiting(StopRequested)
+        super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum, frame):
+        stores.stop_waiting(StopRequested)
+        super().request_force_stop(signum, frame)
 
     def serialize(self) -> dict:
         """RQ's registration, plus where our pid means something: a worker on the same machine and
@@ -202,6 +212,10 @@ class TrackingWorker(Worker):
 class PatientScheduler(RQScheduler):
     """RQ's scheduler (a process of its own, moving due retries and check-backs to their queues),
     waiting for Redis when it is away instead of dying with a traceback."""
+
+    def request_stop(self, signum=None, frame=None):
+        stores.stop_waiting()  # its worker stops it: a wait for Redis must not outlast that
+        super().request_stop(signum, frame)
 
     def register_birth(self):
         stores.call_with_redis(super().register_birth)
