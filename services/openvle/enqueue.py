@@ -119,6 +119,23 @@ def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target
     return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on)
 
 
+def run_step(operation: str, params: dict[str, Any], *, target: str, run: str,
+             depends_on: Sequence[Task | int] = ()) -> Task:
+    """A step of one orchestrator run (`run`, its requested_by): the one that already succeeded, else
+    `enqueue_once`. A run that plans again (a retried attempt) neither repeats finished steps nor
+    duplicates queued ones; another run of the same operation starts its steps afresh."""
+    from openvle.db.engine import session_scope
+
+    with session_scope() as session:
+        done = session.execute(select(Task).where(
+            Task.operation == operation, Task.target == target, Task.requested_by == run,
+            Task.status == TaskStatus.SUCCESS).limit(1)).scalar_one_or_none()
+        if done is not None:
+            session.expunge(done)
+            return done
+    return enqueue_once(operation, params, target=target, requested_by=run, depends_on=depends_on)
+
+
 def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, int | None]:
     """(event id, VM id) a Task concerns, from its params or its target ("event:4/…", "vm:12")."""
     event_id, vm_id = params.get("event_id"), params.get("vm_id")

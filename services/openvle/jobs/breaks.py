@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
-from openvle.db.models import EventStatus, Role, Task, TaskStatus, Vm, VmState
-from openvle.enqueue import enqueue_once
+from openvle.db.models import EventStatus, Role, Vm, VmState
+from openvle.enqueue import enqueue_once, run_step
 from openvle.events import participants
 from openvle.jobs.events import _claim, _follow_patiently, _load_event, _one_planner, _participant_chain, _t
 from openvle.operations import operation
@@ -44,19 +44,6 @@ def resume_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     return _follow_patiently(ctx, event_id, "resume")
 
 
-def _step(operation: str, params: dict, target: str, by: str, depends_on=()) -> Task:
-    """The step of this run (`by`) that already succeeded, else `enqueue_once`: an orchestrator that
-    plans again (a retried attempt) neither repeats finished steps nor duplicates queued ones."""
-    with session_scope() as session:
-        done = session.execute(select(Task).where(
-            Task.operation == operation, Task.target == target, Task.requested_by == by,
-            Task.status == TaskStatus.SUCCESS).limit(1)).scalar_one_or_none()
-        if done is not None:
-            session.expunge(done)
-            return done
-    return enqueue_once(operation, params, target=target, requested_by=by, depends_on=depends_on)
-
-
 @_one_planner
 def plan_suspend(event_id: int, by: str) -> int:
     everyone = participants(event_id)
@@ -70,9 +57,11 @@ def plan_suspend(event_id: int, by: str) -> int:
         if person.role != Role.PARTICIPANT or vm is None or vm.state != VmState.READY:
             continue  # no VM to stop (nobody can reach one that is not ready)
         target = f"event:{event_id}/participant:{person.id}"
-        finals.append(_step("guac.suspend_access", {"vm_id": vm.id, "teacher_ids": teachers}, f"{target}/revoke", by))
-        finals.append(_step("vm.stop", {"vm_id": vm.id}, f"{target}/stop", by))
-    _step("event.mark_suspended", {"event_id": event_id}, _t(event_id, "suspended"), by, depends_on=finals)
+        finals.append(run_step("guac.suspend_access", {"vm_id": vm.id, "teacher_ids": teachers},
+                               target=f"{target}/revoke", run=by))
+        finals.append(run_step("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", run=by))
+    run_step("event.mark_suspended", {"event_id": event_id}, target=_t(event_id, "suspended"), run=by,
+             depends_on=finals)
     return len(finals) + 1
 
 

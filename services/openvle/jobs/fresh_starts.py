@@ -21,7 +21,7 @@ from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Participant, Role, Task, TaskStatus, Vm, VmState
-from openvle.enqueue import enqueue_once
+from openvle.enqueue import run_step
 from openvle.errors import PermanentError
 from openvle.operations import operation
 
@@ -59,7 +59,7 @@ def plan(vm_id: int, by: str) -> tuple[int, int]:
                  ("access", "guac.move_access", {"old_vm_id": old.id, "new_vm_id": new.id, "teacher_ids": teachers}),
                  ("delete", "vm.delete", {"vm_id": old.id}))
         for step, op, params in chain:
-            previous = [_step(op, params, target(old, step), by, previous)]
+            previous = [run_step(op, params, target=target(old, step), run=by, depends_on=previous)]
             steps += 1
         return new.id, steps
 
@@ -82,18 +82,6 @@ def _replacement(vm_id: int) -> tuple[Vm, Vm]:
         session.flush()
         session.expunge_all()
         return old, new
-
-
-def _step(operation_name: str, params: dict, step_target: str, by: str, depends_on: list) -> Task:
-    """This run's step if it succeeded already, else `enqueue_once` (a step in flight is found)."""
-    with session_scope() as session:
-        done = session.execute(select(Task).where(
-            Task.operation == operation_name, Task.target == step_target, Task.requested_by == by,
-            Task.status == TaskStatus.SUCCESS).limit(1)).scalar_one_or_none()
-        if done is not None:
-            session.expunge(done)
-            return done
-    return enqueue_once(operation_name, params, target=step_target, requested_by=by, depends_on=depends_on)
 
 
 def _follow(ctx: TaskContext, vm_id: int, by: str) -> dict | CheckBack:
