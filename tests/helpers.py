@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import subprocess
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -31,7 +34,9 @@ def settled(task_id: int) -> Task | None:
 def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
     """Control time instead of waiting for it: once `attempt` of the Task failed and RQ scheduled
     the retry, make that wait lapse now. Returns how many seconds after the failure RQ had planned
-    the retry, so a test still checks the queue's interval."""
+    the retry, so a test still checks the queue's interval. On a busy machine the wait may have
+    lapsed by itself before this looked (the next attempt already there): then it returns how long
+    after the failure that attempt started."""
     import time
 
     from rq.registry import ScheduledJobRegistry
@@ -46,9 +51,11 @@ def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
 
     def failed_and_scheduled():
         attempts = load_task(task_id).subtasks
+        if len(attempts) > attempt and attempts[attempt - 1].status == "error":  # retried already
+            return None, attempts[attempt - 1].finished_at, attempts[attempt].started_at
         failed = len(attempts) == attempt and attempts[-1].status == "error"
         due = redis.zscore(registry.key, job_id) if failed else None
-        return (due, attempts[-1].finished_at) if due is not None else None
+        return (due, attempts[-1].finished_at, None) if due is not None else None
 
     from conftest import WAIT_SCALE
 
@@ -58,7 +65,9 @@ def retry_now(task_id: int, attempt: int, timeout: float = 60) -> float:
         if time.monotonic() > deadline:
             raise AssertionError(f"attempt {attempt} of task {task_id} was not scheduled for a retry in {timeout}s")
         time.sleep(0.1)
-    due, failed_at = found
+    due, failed_at, retried_at = found
+    if retried_at is not None:
+        return (retried_at - failed_at).total_seconds()
     redis.zadd(registry.key, {job_id: time.time()}, xx=True)  # due now: the scheduler enqueues it next
     return due - failed_at.replace(tzinfo=dt.UTC).timestamp()
 
@@ -100,3 +109,47 @@ def sandbox_env(sims: dict) -> dict[str, str]:
         "MOODLE_URL": moodle.url, "MOODLE_TOKEN": "moodle-token-1", "MOODLE_CATEGORY_ID": "2",
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.smtp_port), "MAIL_FROM": "OpenVLE <lab@openvle.test>",
     }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server of the test's own (append-only file on, as compose runs it) on a free port, to
+    stop, kill and start again: the machine's Redis is never touched. Starts at once."""
+
+    def __init__(self, directory: Path, appendfsync: str = "everysec"):
+        self.dir, self.port, self.appendfsync, self.proc = directory, free_port(), appendfsync, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        from conftest import wait_for
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, 20, "our redis-server")
+
+    def _answers(self) -> bool:
+        from redis import Redis
+
+        try:
+            return Redis.from_url(self.url).ping()
+        except Exception:
+            return False
+
+    def kill(self) -> None:
+        """As a crashed container: whatever the append-only file has, it keeps."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
 
 import httpx
 import pytest
 
 from conftest import wait_for
-from helpers import account, bearer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import account, bearer, free_port
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import httpx
 from redis import Redis
 
 from conftest import WAIT_SCALE, die_with_parent, wait_for
+from helpers import free_port
 from openvle.clients import guacamole
-from test_backend import free_port
 
 
 def test_dev_runs_the_system_on_embedded_defaults_and_stops_cleanly(tmp_path):

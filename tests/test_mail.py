@@ -131,6 +131,30 @@ def test_421_twice_then_accepted_ends_sent_after_the_retries(mail, start_role):
     assert len(mail.state.messages()) == 1
 
 
+def test_a_relay_that_took_the_message_but_never_answered_gets_the_same_message_id_again(mail, start_role):
+    """SMTP cannot say whether a message whose 250 never came was taken: the retry sends it again
+    (never lost), as the same message to the mailbox: one Message-ID for every try of one email."""
+    mail.state.set_slow_reply(seconds=60, count=1)  # kept, then no answer within SMTP_TIMEOUT
+    worker = start_role("worker", **mail.env, SMTP_TIMEOUT="1")
+    email_id, task = queue_email("event_deployed", "ada@example.org", CONTEXT)
+
+    retry_now(task.id, attempt=1)
+    done = wait_for(lambda: settled(task.id), 60, "the retry", worker)
+
+    assert done.status == "success"
+    assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "error"), (2, "success")]
+    assert "no answer from the SMTP server" in done.subtasks[0].error and "SMTP_TIMEOUT (1 s)" in done.subtasks[0].error
+    first, second = mail.state.messages()
+    assert first["message_id"] == second["message_id"]
+    assert first["text"] == second["text"] and first["subject"] == second["subject"]
+    assert first["message_id"].startswith(f"<openvle.{email_id}.") and first["message_id"].endswith("@openvle.test>")
+    assert email_row(email_id).status == "sent"
+
+    other_id, other = queue_email("event_deployed", "bob@example.org", CONTEXT)
+    wait_for(lambda: settled(other.id), 20, "another email", worker)
+    assert mail.state.messages()[-1]["message_id"] not in (first["message_id"], None)
+
+
 def test_cleanup_deletes_only_sent_emails_older_than_the_limit(mail, settings_env):
     from openvle.context import TaskContext
     from openvle.jobs.mail import cleanup_emails

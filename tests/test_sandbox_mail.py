@@ -204,6 +204,25 @@ def test_temporary_failure_arguments(fresh: MailState):
     assert fresh.set_temporary_failure(count=0)["active"] is False
 
 
+def test_slow_reply_keeps_the_message_a_sender_gave_up_on(catcher: MailCatcher, fresh: MailState):
+    """The window in which a sender cannot know: the relay has the message, its 250 never arrives."""
+    fresh.set_slow_reply(seconds=60, count=1)
+    msg = make_message(subject="kept, never confirmed")
+    smtp = smtplib.SMTP(catcher.smtp_host, catcher.smtp_port, local_hostname=LOCAL, timeout=5)
+    try:
+        smtp.ehlo()
+        smtp.sock.settimeout(1)  # the sender gives up long before the held reply comes
+        with pytest.raises((TimeoutError, smtplib.SMTPServerDisconnected)):
+            smtp.send_message(msg)
+    finally:
+        smtp.close()
+    fresh.wait_holding()
+    assert [m["message_id"] for m in fresh.messages()] == [msg["Message-ID"]]
+    send(catcher, make_message(subject="answered at once"))  # count=1: the next one is not held
+    assert [m["subject"] for m in fresh.messages()] == ["kept, never confirmed", "answered at once"]
+    assert fresh.snapshot()["stats"]["slow_replies"] == 1
+
+
 # ---- AUTH and TLS ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def auth_catcher() -> Iterator[MailCatcher]:
@@ -329,7 +348,8 @@ def test_http_clear_and_delete(catcher: MailCatcher, fresh: MailState):
 def test_admin_endpoints(catcher: MailCatcher, fresh: MailState):
     status, state = http_json(catcher, "/_sandbox/state")
     assert status == 200 and state == {"messages": 0, "rejected": [], "stats": state["stats"],
-                                       "temporary_failure": {"active": False, "count": 0, "seconds_left": None}}
+                                       "temporary_failure": {"active": False, "count": 0, "seconds_left": None},
+                                       "slow_reply": {"seconds": 0.0, "count": 0, "holding": 0}}
 
     assert http_json(catcher, "/_sandbox/reject", "POST", {"addresses": ["Gone@example.org"]}) == \
         (200, {"rejected": ["gone@example.org"]})
@@ -358,6 +378,9 @@ def test_admin_endpoints(catcher: MailCatcher, fresh: MailState):
     assert http_json(catcher, "/_sandbox/reject", "POST", {})[0] == 400
     assert http_json(catcher, "/_sandbox/temporary-failure", "POST", {})[0] == 400
     assert http_json(catcher, "/_sandbox/temporary-failure", "POST", {"count": "2"})[0] == 400
+    assert http_json(catcher, "/_sandbox/slow-reply", "POST", {"seconds": -1})[0] == 400
+    assert http_json(catcher, "/_sandbox/slow-reply", "POST", {"seconds": 5, "count": 2}) == \
+        (200, {"slow_reply": {"seconds": 5.0, "count": 2, "holding": 0}})
     assert http_json(catcher, "/_sandbox/temporary-failure", "POST", {"minutes": 2})[0] == 400
     assert http_json(catcher, "/_sandbox/nothing", "POST")[0] == 404
 

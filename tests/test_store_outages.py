@@ -4,62 +4,22 @@ touched); the database is cut through the fault suite's TCP proxy (MariaDB itsel
 
 from __future__ import annotations
 
-import socket
-import subprocess
-from pathlib import Path
-
 import httpx
 import pytest
 
 from conftest import wait_for
 from faults.proxy import FaultProxy
-from helpers import account, bearer, load_task, settled
+from helpers import OwnRedis, account, bearer, free_port, load_task, settled
 from openvle.enqueue import enqueue_operation
 
 pytestmark = pytest.mark.slow  # roles as processes, a store away and back
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnRedis:
-    """A redis-server of this test's own, append-only file on (as compose runs it), stopped and
-    started again on the same port."""
-
-    def __init__(self, directory: Path):
-        self.dir, self.port, self.proc = directory, _free_port(), None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, 20, "our redis-server")
-
-    def _answers(self) -> bool:
-        from redis import Redis
-
-        try:
-            return Redis.from_url(self.url).ping()
-        except Exception:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def own_redis(tmp_path, clean):
-    server = OwnRedis(tmp_path)
-    server.start()
+    server = OwnRedis(tmp_path, appendfsync="always")
     yield server
-    server.stop()
+    server.kill()
 
 
 def _lines(role, text: str) -> int:
@@ -79,7 +39,7 @@ def test_redis_away_no_role_exits_each_says_so_once_and_the_work_goes_on(own_red
            "RECONCILE_INTERVAL": "5", "RECONCILE_GRACE": "5"}
     worker = start_role("worker", wait=False, **env)
     scheduler = start_role("scheduler", wait=False, **env)
-    port = _free_port()
+    port = free_port()
     backend = start_role("backend", BACKEND_PORT=str(port), DEV_MODE="true", **env)
     _, token = account("ops", "admin")
     api = f"http://127.0.0.1:{port}"
@@ -91,7 +51,7 @@ def test_redis_away_no_role_exits_each_says_so_once_and_the_work_goes_on(own_red
     # Redis before it calls the job, and would wait out the outage there instead.
     wait_for(lambda: load_task(running.id).progress > 0, 30, "a job running its code", worker)
 
-    own_redis.stop()
+    own_redis.kill()
     roles = (worker, scheduler)
     wait_for(lambda: all(_lines(r, "waiting for Redis (REDIS_URL)") for r in roles), 60,
              "each role to say it waits for Redis")
@@ -151,7 +111,7 @@ def test_a_role_waiting_for_redis_still_stops_on_sigterm(own_redis, start_role, 
     roles = [start_role("worker", wait=False, **env), start_role("scheduler", wait=False, **env)]
     waiting = enqueue_operation("demo.moodle", {"wait_checks": 60})  # keeps the worker talking to Redis
     wait_for(lambda: load_task(waiting.id).progress > 0, 30, "a job checking back", roles[0])
-    own_redis.stop()
+    own_redis.kill()
     wait_for(lambda: all(_lines(r, "waiting for Redis (REDIS_URL)") for r in roles), 60,
              "each role to say it waits for Redis")
     for role in roles:

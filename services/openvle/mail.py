@@ -7,14 +7,18 @@ autoescaped). A kind without templates is a PermanentError: no retry can make it
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from typing import Any
 
 import jinja2
 
+from openvle.clients.smtp import sender_domain
 from openvle.db.engine import session_scope
 from openvle.db.models import Email
 from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
+from openvle.settings import get_settings
 
 KINDS = ("event_deployed", "event_course", "event_teacher", "event_starts_soon", "event_archived", "task_failed",
          "event_stuck", "event_capacity", "account_invite", "password_reset")
@@ -62,3 +66,17 @@ def queue_email(kind: str, recipient: str, context: dict[str, Any], *, user_id: 
     with session_scope() as session:
         session.get(Email, email_id).task_id = task.id
     return email_id, task
+
+
+def message_id(email: Email) -> str:
+    """The Message-ID every try of this email is sent with.
+
+    SMTP cannot say whether a message whose 250 never arrived (the worker killed, the connection cut
+    after DATA) was taken, so a retry sends it again: at least once, never lost. Sent with the same
+    Message-ID, the copy is one message to mail stores and clients that fold duplicates. Keyed by
+    SECRET_KEY so two installations sending from one domain never share an id, and so it says nothing."""
+    settings = get_settings()
+    key = settings.SECRET_KEY.get_secret_value().encode() if settings.SECRET_KEY else b""
+    created = email.created_at.isoformat() if email.created_at else ""
+    digest = hmac.new(key, f"openvle email {email.id} {created}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"<openvle.{email.id}.{digest}@{sender_domain(settings.MAIL_FROM) or 'openvle.invalid'}>"

@@ -49,7 +49,8 @@ class Counts:
     vms_twice: int = 0
     guacamole_twice: int = 0
     moodle_users_twice: int = 0
-    emails_twice: int = 0
+    emails_twice: int = 0  # two different emails of one kind to one person
+    emails_resent: int = 0  # the same email (one Message-ID) sent again: its first 250 was lost
     left_after_archive: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -58,8 +59,8 @@ class Counts:
         return (f"FAULTS | {self.scenario} | settled in {self.settle_seconds:.0f}s | lost {self.tasks_lost} | "
                 f"stuck {self.tasks_stuck} | failed for good {self.failed_for_good} | twice: VMs {self.vms_twice}, "
                 f"Guacamole {self.guacamole_twice}, Moodle users {self.moodle_users_twice}, emails "
-                f"{self.emails_twice} | left after archive {left}" + (f" | {'; '.join(self.notes)}" if self.notes
-                                                                     else ""))
+                f"{self.emails_twice} (re-sent with the same Message-ID {self.emails_resent}) | "
+                f"left after archive {left}" + (f" | {'; '.join(self.notes)}" if self.notes else ""))
 
 
 def report(counts: Counts) -> None:
@@ -137,7 +138,12 @@ def count_deploy(counts: Counts, event_id: int, sims: dict) -> None:
         n - 1 for n in profiles.values() if n > 1)
     emails = Counter(u.get("email") for u in moodle.state.snapshot().get("users", []))
     counts.moodle_users_twice = sum(n - 1 for n in emails.values() if n > 1)
-    sent = Counter((m["rcpt_tos"][0], m["subject"]) for m in mail.state.messages())
+    # A copy with the Message-ID of one already caught is the same email sent again after its 250 was
+    # lost (jobs/mail.py: at least once): one message to the mailbox, counted apart as re-sent.
+    caught = mail.state.messages()
+    ids = {m["message_id"] for m in caught}
+    counts.emails_resent = len(caught) - len(ids)
+    sent = Counter((m["rcpt_tos"][0], m["subject"]) for m in {m["message_id"]: m for m in caught}.values())
     counts.emails_twice = sum(n - 1 for n in sent.values() if n > 1)
 
 

@@ -94,6 +94,35 @@ def test_kill9_a_worker_mid_guacamole_provisioning(lab, start_role, settings_env
             counts.moodle_users_twice, counts.emails_twice, counts.left_after_archive) == (0,) * 8, counts.line()
 
 
+def test_kill9_the_mail_worker_after_the_relay_took_an_email(lab, start_role, settings_env):
+    """kill -9 of the worker sending an email after the relay kept the message and before its 250
+    arrived: the one window SMTP cannot close. The retry sends it again (at least once: never lost)
+    with the same Message-ID, so it is one message to the mailbox; nothing else is made twice."""
+    env = {**lab["env"], **FAST_RECOVERY}
+    settings_env(**env)
+    roles = _roles(start_role, env, "worker", "worker-vm-clone", "scheduler")
+    n = sized(10, 5)
+    event_id = make_event(n, name="Kill Mail")
+    mail = lab["mail"].state
+    mail.set_slow_reply(seconds=120, count=1)  # the relay keeps the first email, then takes its time to say so
+
+    clock = Clock()
+    request_deploy(event_id)
+    mail.wait_holding(timeout=300)
+    kill9(roles["worker"])  # its horse is waiting for the 250 of a message the relay already has
+    roles["worker"] = start_role("worker", **env)
+    event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
+    counts = Counts(f"kill -9 worker after the relay took an email, before its 250 ({n})",
+                    settle_seconds=clock.seconds())
+    count_deploy(counts, event_id, lab)
+    report(counts)
+
+    assert event.status == "deployed", event.status_reason
+    assert counts.emails_resent == 1, "the email whose 250 was lost was not sent again"
+    assert (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
+            counts.moodle_users_twice, counts.emails_twice) == (0,) * 7, counts.line()
+
+
 # --- issue 17: how fast. 6 s linked clones, PVE_CLONE_CONCURRENCY=4, 20 participants ----------------------
 
 SIX_SECOND_CLONES = {**test_events.FAST, "linked_clone": 6.0}

@@ -5,10 +5,7 @@ compose runs it; the machine's Redis is never touched), and the daily lifecycle 
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from proxy import FaultProxy
@@ -28,6 +25,7 @@ from sqlalchemy import func, select, update
 
 import test_events
 from conftest import wait_for
+from helpers import OwnRedis
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, utcnow
 from openvle.enqueue import enqueue_operation
@@ -128,49 +126,6 @@ def test_the_daily_lifecycle_due_while_the_database_is_away_runs_when_it_is_back
     assert runs == ["success"]
     assert event.status == "deployed", event.status_reason
     assert _zeros(counts) == (0,) * 7, counts.line()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnRedis:
-    """A redis-server of our own (append-only file on, as compose runs it) that the test restarts."""
-
-    def __init__(self, directory: Path):
-        self.dir, self.port = directory, _free_port()
-        self.proc = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, 20, "our redis-server")
-
-    def _answers(self) -> bool:
-        from redis import Redis
-
-        try:
-            return Redis.from_url(self.url).ping()
-        except Exception:
-            return False
-
-    def kill(self) -> None:
-        self.proc.kill()  # as a crashed container: whatever the append-only file has, it keeps
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait()
 
 
 @pytest.fixture

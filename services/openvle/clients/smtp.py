@@ -28,11 +28,16 @@ class MailPermanentError(PermanentError):
     """The server refused for good (5xx)."""
 
 
-def build_message(sender: str, recipient: str, subject: str, text: str, html: str | None) -> EmailMessage:
+def sender_domain(sender: str) -> str | None:
+    return sender.rpartition("@")[2].strip(">") or None
+
+
+def build_message(sender: str, recipient: str, subject: str, text: str, html: str | None,
+                  message_id: str | None = None) -> EmailMessage:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, recipient, subject
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
+    message["Message-ID"] = message_id or make_msgid(domain=sender_domain(sender))
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
@@ -44,13 +49,17 @@ def _classify(code: int, text: str, what: str) -> Exception:
     return MailPermanentError(detail) if code >= 500 else MailTransientError(detail)
 
 
-def send(recipient: str, subject: str, text: str, html: str | None, settings: _Settings | None = None) -> None:
+def send(recipient: str, subject: str, text: str, html: str | None, settings: _Settings | None = None,
+         message_id: str | None = None) -> None:
+    """Deliver one message. Give a `message_id` that stays the same for every try of one email: a try
+    whose answer was lost may have been delivered, and a copy with the same Message-ID is one message
+    to the mailboxes and clients that fold duplicates."""
     settings = settings or get_settings()
     if settings.SMTP_USER and settings.SMTP_TLS == "none" and not settings.SMTP_ALLOW_PLAIN_AUTH:
         raise MailPermanentError(
             "refusing to send SMTP_PASSWORD over an unencrypted connection (SMTP_TLS=none): set SMTP_TLS=starttls "
             "or ssl, or SMTP_ALLOW_PLAIN_AUTH=true for a relay on a network you trust")
-    message = build_message(settings.MAIL_FROM, recipient, subject, text, html)
+    message = build_message(settings.MAIL_FROM, recipient, subject, text, html, message_id)
     context = client_context(settings.verify("SMTP_VERIFY_SSL")) if settings.SMTP_TLS != "none" else None
     try:
         if settings.SMTP_TLS == "ssl":
@@ -77,13 +86,23 @@ def send(recipient: str, subject: str, text: str, html: str | None, settings: _S
     except smtplib.SMTPResponseException as exc:  # sender refused, data refused, 421 at any step
         raise _classify(exc.smtp_code, _decode(exc.smtp_error), "SMTP server answered") from None
     except smtplib.SMTPServerDisconnected as exc:
+        if "timed out" in str(exc):  # smtplib's word for a read that timed out (over TLS)
+            raise _no_answer(settings) from None
         raise MailTransientError(f"SMTP server closed the connection: {exc}") from None
     except ssl.SSLCertVerificationError as exc:
         raise MailPermanentError(untrusted_message("the SMTP server", f"{settings.SMTP_HOST}:{settings.SMTP_PORT}",
                                                    "SMTP_VERIFY_SSL", exc)) from None
+    except TimeoutError:
+        raise _no_answer(settings) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise MailTransientError(f"cannot reach the SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT}: "
                                  f"{type(exc).__name__}") from None
+
+
+def _no_answer(settings: _Settings) -> MailTransientError:
+    # after DATA too: the message may have been taken, so the retry sends it with the same Message-ID
+    return MailTransientError(f"no answer from the SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT} within "
+                              f"SMTP_TIMEOUT ({settings.SMTP_TIMEOUT} s)")
 
 
 def _decode(text: bytes | str) -> str:

@@ -13,6 +13,7 @@ from openvle.db.engine import session_scope
 from openvle.db.models import Email, EmailStatus, utcnow
 from openvle.errors import PermanentError
 from openvle.logs import mask
+from openvle.mail import message_id
 from openvle.operations import operation
 from openvle.settings import get_settings
 
@@ -34,10 +35,13 @@ def deliver(ctx: TaskContext, email_id: int, fill: Callable[[str], str] | None =
         if email.status == EmailStatus.SENT:  # a retry after the send went through
             return {"email_id": email_id, "already_sent": True}
         recipient, subject, text, html = email.recipient, email.subject, email.body_text, email.body_html
+        same_id = message_id(email)
+        if email.attempts < ctx.attempt - 1:  # a try before ended with no outcome recorded (killed)
+            ctx.log("sending again with the same Message-ID: the lost attempt may have delivered it")
     if fill is not None:
         text, html = fill(text), fill(html) if html else html
     try:
-        smtp.send(recipient, subject, text, html)
+        smtp.send(recipient, subject, text, html, message_id=same_id)
     except (smtp.MailTransientError, smtp.MailPermanentError) as exc:
         final = isinstance(exc, smtp.MailPermanentError) or ctx.is_last_attempt
         _record(email_id, EmailStatus.FAILED if final else EmailStatus.QUEUED, str(exc))

@@ -82,7 +82,9 @@ def get_event(actor: Actor, event_id: int, manage: str | None = None) -> EventDe
         event = authz.event(session, actor, event_id, manage=manage)
         view = _views(session, actor, [event])[0]
         members = _members(session, event_id, None if view.teaches else actor.user_id)
-        fit = capacity.assess(session, event) if view.teaches and event.status in UNDEPLOYED else None
+        # Only before the VMs exist, and with the count just read: the live box asks every second.
+        fit = capacity.assess(session, event, view.participants) if view.teaches and event.status in UNDEPLOYED \
+            else None
     return EventDetailView(**view.model_dump(), members=members,
                            capacity=CapacityView.model_validate(fit) if fit is not None else None)
 

@@ -1,5 +1,6 @@
 """A mail catcher: a real SMTP server (aiosmtpd) that keeps what it accepts and shows it over HTTP, with
-recipients refused on demand (550 5.1.1), temporary failures (421 4.3.2), optional AUTH and TLS.
+recipients refused on demand (550 5.1.1), temporary failures (421 4.3.2), slow replies after DATA (the
+message kept, its 250 held back), optional AUTH and TLS.
 
     from sandbox.mail import MailCatcher
     catcher = MailCatcher(auth=("openvle", "secret")).start()

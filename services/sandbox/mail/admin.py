@@ -13,4 +13,5 @@ def handle(state: MailState, method: str, path: str, body: Any) -> tuple[int, An
         **control.basics(state),
         ("POST", "reject"): lambda b: {"rejected": state.reject(b["addresses"])},
         ("POST", "temporary-failure"): lambda b: {"temporary_failure": state.set_temporary_failure(**b)},
+        ("POST", "slow-reply"): lambda b: {"slow_reply": state.set_slow_reply(**b)},
     }, method, path, body)

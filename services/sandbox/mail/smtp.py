@@ -5,10 +5,12 @@ Replies follow Postfix's wording, so a client sees what a real relay would answe
   MAIL FROM while failing      421 4.3.2 Service not available, try again later   (then the connection closes)
   MAIL FROM without AUTH       530 5.7.0 Authentication required                  (only when auth is configured)
   AUTH with wrong credentials  535 5.7.8 Authentication credentials invalid
+A slow reply keeps the message, then waits before its 250 (a relay scanning content).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import socket
@@ -82,6 +84,13 @@ class CatchingHandler:
         stored = self.state.add(message)
         log.info("caught message %s from %s to %s: %s", stored["id"], stored["mail_from"],
                  ", ".join(stored["rcpt_tos"]), stored["subject"])
+        delay = self.state.take_slow_reply()
+        if delay:
+            log.info("holding the reply to message %s for %s s", stored["id"], delay)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self.state.reply_sent()
         return f"250 2.0.0 Ok: queued as {stored['id']}"
 
 

@@ -133,19 +133,61 @@ class MailState:
             self.stats["temporary_failures"] += 1
             return True
 
+    def set_slow_reply(self, seconds: float, count: int = 1) -> dict[str, Any]:
+        """Keep each of the next `count` messages, then wait `seconds` before answering 250 to its DATA,
+        as a relay scanning content does. A client that gives up or dies meanwhile never learns that
+        the message was taken: the window in which a sender cannot know, and may send it again."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError("seconds must be a number >= 0")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError("count must be an integer >= 0")
+        with self.lock:
+            self._slow_seconds, self._slow_count = float(seconds), count
+            return self._slow_snapshot()
+
+    def take_slow_reply(self) -> float:
+        """Called by the SMTP side once a message is kept: the seconds to wait before answering (0: none)."""
+        with self.lock:
+            if self._slow_count <= 0 or self._slow_seconds <= 0:
+                return 0.0
+            self._slow_count -= 1
+            self._holding += 1
+            self.stats["slow_replies"] += 1
+            self._changed.notify_all()
+            return self._slow_seconds
+
+    def reply_sent(self) -> None:
+        with self.lock:
+            self._holding -= 1
+
+    def wait_holding(self, timeout: float = 5.0) -> None:
+        """Block until a message's reply is being held back (see set_slow_reply)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self._holding <= 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no reply held back within {timeout} s")
+                self._changed.wait(left)
+
+    def _slow_snapshot(self) -> dict[str, Any]:
+        return {"seconds": self._slow_seconds, "count": self._slow_count, "holding": self._holding}
+
     def count(self, stat: str) -> None:
         with self.lock:
             self.stats[stat] += 1
 
     # ---- admin ------------------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """No messages, nobody rejected, no temporary failure, counters at zero."""
+        """No messages, nobody rejected, no temporary failure or slow reply, counters at zero."""
         with self.lock:
             self._messages: list[dict[str, Any]] = []
             self._rejected: set[str] = set()
             self._fail_count = 0
             self._fail_until: float | None = None
-            self.stats = {"accepted": 0, "rejected_recipients": 0, "temporary_failures": 0, "auth_failures": 0}
+            self._slow_seconds, self._slow_count, self._holding = 0.0, 0, 0
+            self.stats = {"accepted": 0, "rejected_recipients": 0, "temporary_failures": 0, "auth_failures": 0,
+                          "slow_replies": 0}
 
     def _failure_snapshot(self) -> dict[str, Any]:
         left = None if self._fail_until is None else max(0.0, round(self._fail_until - self.clock.monotonic(), 3))
@@ -154,7 +196,8 @@ class MailState:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"messages": len(self._messages), "rejected": sorted(self._rejected),
-                    "temporary_failure": self._failure_snapshot(), "stats": dict(self.stats)}
+                    "temporary_failure": self._failure_snapshot(), "slow_reply": self._slow_snapshot(),
+                    "stats": dict(self.stats)}
 
 
 def _addressed_to(message: dict[str, Any], address: str) -> bool:
