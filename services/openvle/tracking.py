@@ -169,8 +169,17 @@ def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Con
     except stores.REDIS_DOWN:
         _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
         raise
-    except Exception:  # the reconciler closes it from RQ's record later
-        log.exception("could not record the success of task %s", task_id)
+    except Exception as exc:  # the reconciler closes it from RQ's record later
+        _not_recorded("the success", task_id, exc)
+
+
+def _not_recorded(what: str, task_id: int, exc: BaseException) -> None:
+    if stores.database_down(exc):  # an outage is expected and said once by its own lines: no traceback
+        log.warning("could not record %s of task %s: the database is away (%s); the reconciler records it from "
+                    "RQ once it is back", what, task_id, type(exc.orig).__name__ if hasattr(exc, "orig") else
+                    type(exc).__name__)
+    else:
+        log.exception("could not record %s of task %s", what, task_id)
 
 
 @retry_deadlocks("recording the success")
@@ -195,8 +204,8 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
     wait = None if final else policy(queue, get_settings()).wait_after(attempt)
     try:
         cancelled = _record_failure(task_id, attempt, message, final, wait)
-    except Exception:  # the DB is down too: RQ still retries, the reconciler repairs the record
-        log.exception("could not record the failed attempt of task %s", task_id)
+    except Exception as exc:  # the DB is down too: RQ still retries, the reconciler repairs the record
+        _not_recorded("the failed attempt", task_id, exc)
         return
     if final:
         kind = "permanent error" if permanent else "no retries left"
