@@ -70,8 +70,7 @@ def check_mode(mode: str, start_at: dt.datetime, now: dt.datetime | None = None)
         raise ValueError(f"deploy_mode: {mode!r} is not one of {', '.join(MODES)}")
     if mode != READY_BY_START:
         return
-    first, last = periods(start_at, now or utcnow())
-    if first > last:
+    if (start_at - (now or utcnow())).total_seconds() < _period():
         minutes = get_settings().DEPLOY_BATCH_MINUTES
         raise ValueError(f"deploy_mode: ready_by_start needs at least one whole batch period (DEPLOY_BATCH_MINUTES, "
                          f"{minutes} min) between now and the start ({start_at:%Y-%m-%d %H:%M} UTC): move the start "
@@ -250,7 +249,8 @@ def _claim(batch_id: int, event_id: int, number: int, size: int, now: dt.datetim
         ids = list(session.execute(waiting if final else waiting.limit(size)).scalars())
         if ids:
             session.execute(update(Participant).where(Participant.id.in_(ids)).values(deploy_batch=number))
-            session.execute(update(DeployBatch).where(DeployBatch.id == batch_id).values(size=len(ids)))
+        # What it took: people may have left since the plan (the last one also takes who came since).
+        session.execute(update(DeployBatch).where(DeployBatch.id == batch_id).values(size=len(ids)))
     return final
 
 
