@@ -56,7 +56,9 @@ class Fit:
 def window(event: Event) -> tuple[dt.datetime, dt.datetime]:
     """From the event's deploy to its archive: the time its VMs hold memory."""
     settings = get_settings()
-    return (event.start_at - dt.timedelta(days=settings.EVENTS_START_PREP_TIME_DAYS),
+    before = (dt.timedelta(hours=settings.DEPLOY_WINDOW_HOURS) if event.deploy_mode == "ready_by_start"
+              else dt.timedelta(days=settings.EVENTS_START_PREP_TIME_DAYS))
+    return (event.start_at - before,
             event.end_at + dt.timedelta(days=settings.EVENTS_END_PREP_TIME_DAYS))
 
 

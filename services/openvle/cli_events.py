@@ -119,11 +119,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     create = actions.add_parser("create", help="create an event from a YAML file; prints its id")
     create.add_argument("-f", "--file", required=True, metavar="FILE",
                         help="YAML with name, description, template, start, end, participants, teachers, status, "
-                             "suspend_at, resume_at "
+                             "suspend_at, resume_at, deploy_mode "
                              "(- reads standard input)")
     actions.add_parser("list", help="every event: id, name, status, start, end, participants")
     show = actions.add_parser("show", help="an event, its status reason and each participant's steps")
     show.add_argument("id", type=_event_id, metavar="ID")
+    mode = actions.add_parser("deploy-mode", help="how a draft or scheduled event is deployed: daily "
+                                                  "(EVENTS_START_PREP_TIME_DAYS before its start) or ready_by_start "
+                                                  "(in batches inside DEPLOY_WINDOW_HOURS before it)")
+    mode.add_argument("id", type=_event_id, metavar="ID")
+    mode.add_argument("mode", choices=("daily", "ready_by_start"), metavar="MODE", help="daily or ready_by_start")
     for name, text in (("deploy", "deploy the event (again: re-runs only what is missing)"),
                        ("archive", "archive the event: access, VMs, accounts, course"),
                        ("suspend", "a break: stop every VM and take Guacamole access away (VMs, people and "
@@ -170,6 +175,7 @@ def run(args: argparse.Namespace, settings: _Settings) -> int:
         ("event", "create"): event_create,
         ("event", "list"): event_list,
         ("event", "show"): event_show,
+        ("event", "deploy-mode"): event_deploy_mode,
         ("event", "deploy"): event_deploy,
         ("event", "archive"): event_archive,
         ("event", "suspend"): event_suspend,
@@ -434,7 +440,7 @@ def event_create(args: argparse.Namespace) -> int:
             spec.name, template_id, spec.utc("start"), spec.utc("end"),
             participants_=[p.model_dump() for p in spec.participants],
             teachers=[t.model_dump() for t in spec.teachers], description=spec.description, status=spec.status,
-            suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"))
+            suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"), deploy_mode=spec.deploy_mode)
     except EventError as exc:
         raise CliError(f"{shown}: {exc}") from None
     print(event_id, flush=True)
@@ -489,7 +495,7 @@ def event_list(args: argparse.Namespace) -> int:
 def event_show(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from openvle import capacity
+    from openvle import capacity, spread
     from openvle.db.engine import session_scope
     from openvle.db.models import EventStatus, Participant, Role, Template, User
     from openvle.events import progress
@@ -500,6 +506,8 @@ def event_show(args: argparse.Namespace) -> int:
         template = session.get(Template, event.template_id)
         capacity_fit = (capacity.assess(session, event)
                         if event.status in (EventStatus.DRAFT, EventStatus.SCHEDULED) else None)
+        batches = spread.batches(session, event.id)
+        plan = spread.describe(session, event, batches)
         people = session.execute(
             select(User.username, User.email, Participant.role, Participant.removed_at)
             .join(User, User.id == Participant.user_id).where(Participant.event_id == event.id)
@@ -524,6 +532,15 @@ def event_show(args: argparse.Namespace) -> int:
         fields.append(("course", event.moodle_course_url))
     if capacity_fit is not None:
         fields.append(("capacity", capacity_fit.summary))
+    fields.append(("deploy mode", "ready by its start (spread deploy)" if event.deploy_mode == "ready_by_start"
+                   else "daily lifecycle"))
+    if plan:
+        fields.append(("deploy plan", plan))
+    for batch in batches:
+        over = ", over capacity" if batch.over_capacity else ""
+        task = f", task {batch.task_id}" if batch.task_id else ""
+        fields.append((f"batch {batch.number}", f"{_when(batch.run_at)} UTC: {batch.size} participant(s), "
+                                                f"{spread.state(batch)}{over}{task}"))
     if event.suspend_at:
         fields.append(("break", f"suspended from {_when(event.suspend_at)} UTC"
                                 + (f", resumed from {_when(event.resume_at)} UTC" if event.resume_at else "")))
@@ -555,6 +572,29 @@ def event_show(args: argparse.Namespace) -> int:
         print(f"\n  course steps: {', '.join(whole)}")
     if not steps:
         print(f"\n  nothing deployed yet: `openvle event deploy {event.id} --wait`")
+    return EXIT_OK
+
+
+def event_deploy_mode(args: argparse.Namespace) -> int:
+    """As an admin would through the API (the CLI runs where the database is); audited."""
+    from openvle import auditlog
+    from openvle.accounts.identity import cli_actor
+    from openvle.errors import Conflict, Invalid, NotFound
+    from openvle.service.events import update_event
+    from openvle.specs import EventPatch
+
+    check_database()
+    actor = cli_actor(_whoami())
+    where = f"openvle event deploy-mode {args.id} {args.mode}"
+    try:
+        view = update_event(actor, args.id, EventPatch(deploy_mode=args.mode))
+    except (Conflict, Invalid, NotFound) as exc:
+        auditlog.record(actor=actor, address="cli", method="CLI", path=where, action="cli.event.deploy_mode",
+                        outcome=409, object_type="event", object_id=args.id, detail=str(exc)[:1000])
+        raise CliError(f"event {args.id}: {exc}") from None
+    auditlog.record(actor=actor, address="cli", method="CLI", path=where, action="cli.event.deploy_mode",
+                    outcome=200, object_type="event", object_id=args.id, detail=f"deploy_mode {args.mode}")
+    print(f"event {args.id}: deploy mode {args.mode}" + (f"; {view.deploy_plan}" if view.deploy_plan else ""))
     return EXIT_OK
 
 

@@ -78,7 +78,7 @@ def active_task(event_id: int, operation: str) -> Task | None:
 
 
 def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_by: str,
-             refusal: str = "cannot {verb} it now") -> Request:
+             refusal: str = "cannot {verb} it now", args: dict | None = None) -> Request:
     with session_scope() as session:
         event = session.get(Event, event_id)
         if event is None:
@@ -92,21 +92,25 @@ def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_
         if status not in allowed:
             verb = operation.split('.')[1]
             raise EventError(f"event {event_id} is {status.replace('_', ' ')}: {refusal.format(verb=verb)}")
-        task = enqueue_operation(operation, {"event_id": event_id}, target=f"event:{event_id}",
+        task = enqueue_operation(operation, {"event_id": event_id, **(args or {})}, target=f"event:{event_id}",
                                  requested_by=requested_by)
     log.info("%s of event %s requested by %s: task %s", operation, event_id, requested_by, task.id)
     return Request(task.id, created=True)
 
 
-def request_deploy(event_id: int, requested_by: str = "cli", override_capacity: bool = False) -> Request:
+def request_deploy(event_id: int, requested_by: str = "cli", override_capacity: bool = False,
+                   check_capacity: bool = True, batch: int | None = None, final: bool = True) -> Request:
     """Deploy the event, or re-run what is missing after failures ("retry failed"). A first deploy
-    that does not fit the cluster is refused (DoesNotFit) unless `override_capacity` (admins)."""
-    fit = check_fits(event_id)
+    that does not fit the cluster is refused (DoesNotFit) unless `override_capacity` (admins).
+    `batch` (spread.py): deploy only that batch's participants, or with `final` all still missing;
+    a later batch is no first deploy (`check_capacity` off: the event was committed to)."""
+    fit = check_fits(event_id) if check_capacity else None
     if fit is not None and not override_capacity:
         raise DoesNotFit(f"event {event_id} does not fit the cluster: {fit.summary}. Remove participants, move it "
                          "to when fewer events run, add nodes (PVE_NODES), or have an admin deploy it anyway "
                          "(override the capacity check)", fit)
-    asked = _request(event_id, "event.deploy", DEPLOYABLE, requested_by)
+    args = {"batch": batch, "final": final} if batch is not None else None
+    asked = _request(event_id, "event.deploy", DEPLOYABLE, requested_by, args=args)
     if fit is not None and asked.created:
         log.warning("event %s deployed by %s although it does not fit: %s", event_id, requested_by, fit.summary)
     return asked
@@ -243,7 +247,9 @@ def ensure_user(username: str, email: str, first_name: str = "", last_name: str 
 def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: dt.datetime,
                  participants_: list[dict] = (), teachers: list[dict] = (), description: str | None = None,
                  status: str = EventStatus.SCHEDULED, suspend_at: dt.datetime | None = None,
-                 resume_at: dt.datetime | None = None) -> int:
+                 resume_at: dt.datetime | None = None, deploy_mode: str = "daily") -> int:
+    from openvle import spread
+
     if end_at <= start_at:
         raise EventError(f"event {name}: its end ({end_at}) must come after its start ({start_at})")
     if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED):
@@ -251,6 +257,10 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
     if status == EventStatus.SCHEDULED and end_at <= utcnow():
         raise EventError(f"event {name}: its end ({end_at:%Y-%m-%d %H:%M} UTC) is already past, so there is nothing "
                          "to deploy: move the dates, or create it with status draft to keep it as a record")
+    try:
+        spread.check_mode(deploy_mode, start_at)
+    except ValueError as exc:
+        raise EventError(f"event {name}: {exc}") from None
     _check_people_once(participants_, teachers)
     with session_scope() as session:
         column = Template.id if isinstance(template, int) else Template.name
@@ -264,11 +274,15 @@ def create_event(name: str, template: str | int, start_at: dt.datetime, end_at: 
     people += [(ensure_user(**t, account_role=AccountRole.TEACHER), Role.TEACHER) for t in teachers]
     with session_scope() as session:
         event = Event(name=name, description=description, start_at=start_at, end_at=end_at,
-                      template_id=template_id, status=status, suspend_at=suspend_at, resume_at=resume_at)
+                      template_id=template_id, status=status, suspend_at=suspend_at, resume_at=resume_at,
+                      deploy_mode=deploy_mode)
         session.add(event)
         session.flush()
         session.add_all(Participant(event_id=event.id, user_id=uid, role=role) for uid, role in dict(people).items())
-        return event.id
+        event_id = event.id
+    if deploy_mode == spread.READY_BY_START:
+        spread.replan_now()
+    return event_id
 
 
 def _check_people_once(participants_: list[dict], teachers: list[dict]) -> None:
@@ -336,9 +350,10 @@ def remove_participant(event_id: int, user_id: int, requested_by: str | None = N
         if person is None:
             raise EventError(f"user {user_id} is not in event {event_id}")
         person.removed_at = utcnow()
-        pid = person.id
+        pid, has_vm = person.id, person.vm_id is not None
         status = session.get(Event, event_id).status
-    if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.ARCHIVED):
+    # A scheduled event may have VMs already: an earlier batch of a spread deploy (spread.py).
+    if status not in (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.ARCHIVED) or has_vm:
         plan_archive(event_id, by=requested_by or f"participant:{pid}", only=[pid])
     return pid
 

@@ -35,6 +35,7 @@ from openvle.settings import _Settings, get_settings
 
 log = logging.getLogger("openvle.periodic")
 
+BATCH_TICK = 60  # seconds between looks for due spread deploy batches (spread.py)
 DAILY_TICK_TTL = 3600  # a daily tick waiting longer is dropped: the next heartbeat tick catches up
 
 
@@ -54,6 +55,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("purge-audit", "housekeeping.purge_audit", cron="45 3 * * *"),
     Periodic("email-cleanup", "mail.cleanup", cron="0 2 * * *"),
     Periodic("event-lifecycle", "events.lifecycle", cron="0 1 * * *"),
+    Periodic("deploy-batches", "events.deploy_batches", every=lambda s: BATCH_TICK),
 )
 BY_NAME = {p.name: p for p in PERIODIC}
 

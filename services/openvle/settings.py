@@ -113,6 +113,15 @@ class _Settings(BaseSettings):
     CAPACITY_TIGHT_PERCENT: int = setting(
         10, "an event that leaves less than this % of the usable memory to spare is shown as tight",
         "percent, 0 to 90", ge=0, le=90)
+    DEPLOY_WINDOW_HOURS: int = setting(
+        12, "hours before its start a 'ready by start' event is deployed in batches (its window)",
+        "hours, 1 to 336", ge=1, le=336)
+    DEPLOY_BATCH_MINUTES: int = setting(
+        30, "minutes one batch of a spread deploy may take: batches start this far apart and are sized to the "
+        "clones that fit in it", "minutes, 5 to 720", ge=5, le=720)
+    DEPLOY_CLONE_SECONDS: int = setting(
+        300, "seconds one clone is assumed to take when planning batches, until clones of the template taught "
+        "the real time", "seconds, 10 to 86400", ge=10, le=86400)
     RESET_TO_TEMPLATE_COOLDOWN: int = setting(
         600, "seconds a participant waits between two fresh starts of their VM (a new copy of the template)",
         "seconds, 0 to 604800", ge=0, le=604800)

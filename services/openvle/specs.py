@@ -92,6 +92,9 @@ class EventSpec(Strict):
     status: Literal["draft", "scheduled"] = "scheduled"
     suspend_at: AwareDatetime | None = Field(None, description="a break: the daily lifecycle suspends it from then")
     resume_at: AwareDatetime | None = Field(None, description="the break's end: the lifecycle resumes it from then")
+    deploy_mode: Literal["daily", "ready_by_start"] = Field(
+        "daily", description="daily: deployed EVENTS_START_PREP_TIME_DAYS before its start; ready_by_start: in "
+                             "batches inside the DEPLOY_WINDOW_HOURS before its start")
 
     @field_validator("template", mode="before")
     @classmethod
@@ -131,6 +134,8 @@ class EventPatch(Strict):
     status: Literal["draft", "scheduled"] | None = None
     suspend_at: AwareDatetime | None = Field(None, description="a break's start (null: no break)")
     resume_at: AwareDatetime | None = Field(None, description="a break's end (null: resumed by hand)")
+    deploy_mode: Literal["daily", "ready_by_start"] | None = Field(
+        None, description="daily or ready_by_start (in batches before its start); only while draft or scheduled")
 
     @field_validator("template", mode="before")
     @classmethod

@@ -27,7 +27,8 @@ def list_events(status: str | None = Query(None, max_length=32, description="e.g
              summary="Teachers and admins: create an event (the same fields as the CLI's YAML)")
 def create_event(spec: EventSpec, request: Request, actor: Actor = Depends(current_actor)) -> EventDetailView:
     made = events.create_event(actor, spec)
-    audit_as(request, "event", made.id, detail=f"{made.name!r}, {len(made.members)} people")
+    audit_as(request, "event", made.id, detail=f"{made.name!r}, {len(made.members)} people, deploy_mode "
+                                               f"{made.deploy_mode}")
     return made
 
 
@@ -40,7 +41,9 @@ def get_event(event_id: Id, actor: Actor = Depends(current_actor)) -> EventDetai
               summary="Its teachers and admins: change an event (template and times only before a deploy)")
 def update_event(event_id: Id, patch: EventPatch, request: Request,
                  actor: Actor = Depends(current_actor)) -> EventDetailView:
-    audit_detail(request, f"changed {', '.join(sorted(patch.model_dump(exclude_unset=True)))}")
+    changed = patch.model_dump(exclude_unset=True)
+    mode = f" (deploy_mode {changed['deploy_mode']})" if changed.get("deploy_mode") else ""
+    audit_detail(request, f"changed {', '.join(sorted(changed))}{mode}")
     return events.update_event(actor, event_id, patch)
 
 

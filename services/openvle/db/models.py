@@ -369,6 +369,9 @@ class Event(Base):
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # its latest suspend began
     # When its teachers and the admins were told it does not fit the cluster (cleared once it fits).
     capacity_alerted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # daily: the lifecycle deploys it EVENTS_START_PREP_TIME_DAYS before; ready_by_start: in batches
+    # inside DEPLOY_WINDOW_HOURS before its start (spread.py).
+    deploy_mode: Mapped[str] = mapped_column(String(16), default="daily", server_default="daily")
 
     template: Mapped[Template] = relationship()
 
@@ -388,10 +391,31 @@ class Participant(Base):
     course_email_id: Mapped[int | None] = mapped_column(Integer)
     notice_sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # "starts in N days", once
     fresh_start_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # their latest fresh start asked
+    deploy_batch: Mapped[int | None] = mapped_column(Integer)  # the spread deploy batch that took them
     added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("event_id", "user_id"),)
+
+
+class DeployBatch(Base):
+    """One batch of a spread deploy (spread.py): planned (requested_at empty: moved by every re-plan),
+    then requested once by the periodic trigger, then done when its deploy settled."""
+
+    __tablename__ = "deploy_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, … in run order
+    run_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    size: Mapped[int] = mapped_column(Integer)  # participants it deploys
+    clone_seconds: Mapped[int] = mapped_column(Integer)  # one clone's time the plan assumed
+    over_capacity: Mapped[bool] = mapped_column(Boolean, default=False)  # the window had no room left for it
+    requested_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    task_id: Mapped[int | None] = mapped_column(Integer)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("event_id", "number"),)
 
 
 # --- accounts: tokens, browser sessions, one-time links, audit ---------------------------------------

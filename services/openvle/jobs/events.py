@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from openvle import guacamole_passwords
+from openvle import guacamole_passwords, spread
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
@@ -93,13 +93,20 @@ def _load_event(event_id: int) -> Event:
 
 
 @operation("event.deploy", queue="core_periodic")
-def deploy_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
+def deploy_event(ctx: TaskContext, event_id: int, batch: int | None = None, final: bool = True) -> dict | CheckBack:
+    """The whole event; or one batch of a spread deploy (spread.py): its participants only, the event
+    scheduled again after it, until its last (`final`) batch deploys whatever is still missing."""
+    partial = batch is not None and not final
     if ctx.checks == 0:
         if not _claim(event_id, ctx.task_id, EventStatus.DEPLOYING):
             return {"event_id": event_id, "skipped": "another deploy or archive of this event is in flight"}
-        planned = plan_deploy(event_id, by=f"task:{ctx.task_id}")
-        ctx.log(f"planned {planned} step(s)")
-    return _follow_patiently(ctx, event_id, "deploy")
+        planned = plan_deploy(event_id, by=f"task:{ctx.task_id}", only=spread.members(event_id, batch) if partial
+                              else None)
+        ctx.log(f"planned {planned} step(s)" + (f" for batch {batch}" if batch is not None else ""))
+    outcome = _follow_patiently(ctx, event_id, "batch" if partial else "deploy")
+    if batch is not None and isinstance(outcome, dict):
+        spread.batch_done(event_id, batch)
+    return outcome
 
 
 def _one_planner(plan):
@@ -462,7 +469,9 @@ def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
 # A run's kind -> the event's status when every step succeeded, and when some failed. A suspend
 # with failures is still a break (its reason names what is still running); a resume with failures
 # is an event deployed with failures, which "retry failed" (a deploy) completes.
+# A batch before a spread deploy's last leaves it scheduled (its failures named; the last batch retries them).
 OUTCOMES = {"deploy": (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES),
+            "batch": (EventStatus.SCHEDULED, EventStatus.SCHEDULED),
             "archive": (EventStatus.ARCHIVED, EventStatus.FAILED),
             "suspend": (EventStatus.SUSPENDED, EventStatus.SUSPENDED),
             "resume": (EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES)}

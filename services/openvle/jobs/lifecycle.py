@@ -14,7 +14,7 @@ import math
 
 from sqlalchemy import or_, select, update
 
-from openvle import alerts, capacity
+from openvle import alerts, capacity, spread
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
@@ -34,7 +34,8 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
     release_stuck()  # a deploy or archive that died leaves its event failed: archived below when it ended
     with session_scope() as session:
         to_deploy = list(session.execute(select(Event.id).where(
-            Event.status == EventStatus.SCHEDULED, Event.start_at <= deploy_until, Event.end_at > now_at)).scalars())
+            Event.status == EventStatus.SCHEDULED, Event.start_at <= deploy_until, Event.end_at > now_at,
+            Event.deploy_mode == spread.DAILY)).scalars())  # the others: in batches (spread.py)
         to_archive = list(session.execute(select(Event.id).where(
             Event.status.in_((EventStatus.DEPLOYED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED,
                               EventStatus.SUSPENDED)),
@@ -60,6 +61,18 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
                 f"{resumed}, {len(notices)} notice(s), does not fit (told): {short}")
     return {"now": now_at.isoformat() + "Z", "deploy": deployed, "archive": archived, "suspend": suspended,
             "resume": resumed, "notices": notices, "does_not_fit": short}
+
+
+@operation("events.deploy_batches", queue="core_periodic")
+def deploy_batches(ctx: TaskContext, now: str | None = None) -> dict:
+    """Every minute: request the spread deploys' batches that are due (spread.py). A run that was
+    missed is made up by the next one: a batch is due from its time on until it is requested."""
+    now_at = dt.datetime.fromisoformat(now.rstrip("Z")) if now else utcnow()
+    asked = spread.request_due(now_at)
+    if asked:
+        ctx.log("requested " + ", ".join(f"batch {a['batch']} of event {a['event_id']} (task {a['task_id']})"
+                                         for a in asked))
+    return {"now": now_at.isoformat() + "Z", "requested": asked}
 
 
 def _check_capacity(now_at: dt.datetime) -> list[int]:

@@ -10,7 +10,7 @@ import io
 from pydantic import ValidationError
 from sqlalchemy import and_, func, select
 
-from openvle import authz, capacity, events
+from openvle import authz, capacity, events, spread
 from openvle.accounts import links
 from openvle.accounts.identity import Actor
 from openvle.db.engine import session_scope
@@ -19,6 +19,7 @@ from openvle.errors import Conflict, Forbidden, Invalid, NotFound
 from openvle.service import templates
 from openvle.service.tasks import get_task
 from openvle.service.views import (
+    BatchView,
     CapacityView,
     EventDetailView,
     EventView,
@@ -48,7 +49,7 @@ def _views(session, actor: Actor, rows: list[Event]) -> list[EventView]:
     return [EventView.model_validate({
         **{k: getattr(e, k) for k in ("id", "name", "description", "status", "status_reason", "start_at", "end_at",
                                       "template_id", "moodle_course_url", "created_at", "deployed_at",
-                                      "archived_at", "suspend_at", "resume_at", "suspended_at")},
+                                      "archived_at", "suspend_at", "resume_at", "suspended_at", "deploy_mode")},
         "template": names.get(e.template_id, "?"), "participants": counts.get(e.id, 0),
         "teaches": actor.is_admin or e.id in taught,
         # The reason names who failed: for the event's teachers, not for the other participants.
@@ -85,8 +86,14 @@ def get_event(actor: Actor, event_id: int, manage: str | None = None) -> EventDe
         # Only before the VMs exist, and with the count just read: the live box asks every second.
         fit = capacity.assess(session, event, view.participants) if view.teaches and event.status in UNDEPLOYED \
             else None
+        planned = spread.batches(session, event_id)
+        batches = [BatchView.model_validate({**{k: getattr(b, k) for k in (
+            "number", "run_at", "size", "clone_seconds", "over_capacity", "task_id")}, "state": spread.state(b)})
+            for b in planned]
+        plan = spread.describe(session, event, planned)
     return EventDetailView(**view.model_dump(), members=members,
-                           capacity=CapacityView.model_validate(fit) if fit is not None else None)
+                           capacity=CapacityView.model_validate(fit) if fit is not None else None,
+                           deploy_batches=batches, deploy_plan=plan)
 
 
 def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:
@@ -103,7 +110,8 @@ def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:
         event_id = events.create_event(spec.name, template_id, spec.utc("start"), spec.utc("end"),
                                        participants_=[p.model_dump() for p in spec.participants], teachers=teachers,
                                        description=spec.description, status=spec.status,
-                                       suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"))
+                                       suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"),
+                                       deploy_mode=spec.deploy_mode)
     except events.EventError as exc:
         raise Invalid(str(exc)) from None
     invite_members(event_id, actor)
@@ -125,10 +133,15 @@ def update_event(actor: Actor, event_id: int, patch: EventPatch) -> EventDetailV
     template_id = templates.resolve(changes["template"]) if changes.get("template") is not None else None
     with session_scope() as session:
         event = authz.event(session, actor, event_id, manage="change")
-        timing = {"template", "start", "end"} & set(changes)
+        timing = {"template", "start", "end", "deploy_mode"} & set(changes)
         if timing and event.status not in EDITABLE:
             raise Conflict(f"event {event_id} is {event.status}: its {', '.join(sorted(timing))} can change only "
                            "while it is a draft or scheduled")
+        started = [b.number for b in spread.batches(session, event_id) if b.requested_at is not None]
+        if timing & {"template", "deploy_mode"} and started:
+            raise Conflict(f"event {event_id}: batch {started[0]} of its spread deploy has run, so its "
+                           f"{', '.join(sorted(timing & {'template', 'deploy_mode'}))} can no longer change (archive "
+                           "it, or deploy the rest now)")
         if "status" in changes and event.status not in EDITABLE:
             raise Conflict(f"event {event_id} is {event.status}: only a draft or scheduled event changes between "
                            "draft and scheduled")
@@ -143,6 +156,13 @@ def update_event(actor: Actor, event_id: int, patch: EventPatch) -> EventDetailV
             raise Invalid(f"end: {end.isoformat()}Z is not after start {start.isoformat()}Z: an event ends after it "
                           "starts")
         event.start_at, event.end_at = start, end
+        if changes.get("deploy_mode") is not None:
+            event.deploy_mode = changes["deploy_mode"]
+        if {"start", "deploy_mode"} & set(changes):
+            try:
+                spread.check_mode(event.deploy_mode, event.start_at)
+            except ValueError as exc:
+                raise Invalid(str(exc)) from None
         if template_id is not None:
             event.template_id = template_id
         if {"suspend_at", "resume_at"} & set(changes):
@@ -156,6 +176,9 @@ def update_event(actor: Actor, event_id: int, patch: EventPatch) -> EventDetailV
                 check_break(event.suspend_at, event.resume_at)
             except ValueError as exc:
                 raise Invalid(str(exc)) from None
+        spread_changed = event.deploy_mode == spread.READY_BY_START or "deploy_mode" in changes
+    if spread_changed:  # its batch times (and those of other spread events) move at once
+        spread.replan_now()
     return get_event(actor, event_id)
 
 
@@ -277,6 +300,7 @@ def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdd
             raise Invalid(str(exc)) from None
         user_ids.append(user_id)
     invited = invite_members(event_id, actor, user_ids)
+    _replan_if_spread(event_id)
     with session_scope() as session:
         added = [m for m in _members(session, event_id) if m.user_id in set(user_ids)]
     return MembersAdded(added=added, invited=invited)
@@ -366,3 +390,12 @@ def remove_member(actor: Actor, event_id: int, user_id: int) -> None:
     if present is None:
         raise NotFound(f"user {user_id} is not in event {event_id}")
     events.remove_participant(event_id, user_id, requested_by=actor.requested_by)
+    _replan_if_spread(event_id)
+
+
+def _replan_if_spread(event_id: int) -> None:
+    """People joined or left a spread event: its batches are sized anew."""
+    with session_scope() as session:
+        mode, status = session.execute(select(Event.deploy_mode, Event.status).where(Event.id == event_id)).one()
+    if mode == spread.READY_BY_START and status in spread.PLANNED:
+        spread.replan_now()

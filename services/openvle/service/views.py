@@ -185,6 +185,8 @@ class EventView(View):
     suspend_at: dt.datetime | None = Field(description="a break the daily lifecycle keeps: suspended from then")
     resume_at: dt.datetime | None = Field(description="and resumed from then")
     suspended_at: dt.datetime | None = Field(description="when its latest suspend was asked for")
+    deploy_mode: str = Field(description="daily (EVENTS_START_PREP_TIME_DAYS before its start) or ready_by_start "
+                                         "(in batches inside DEPLOY_WINDOW_HOURS before its start)")
 
 
 class CapacityView(View):
@@ -205,9 +207,24 @@ class CapacityView(View):
     window_end: dt.datetime = Field(description="its archive (EVENTS_END_PREP_TIME_DAYS after the end)")
 
 
+class BatchView(View):
+    """One batch of a spread deploy (README, Spread deploys)."""
+
+    number: int
+    run_at: dt.datetime = Field(description="when it is requested (UTC)")
+    size: int = Field(description="participants it deploys (the last one: also whoever is still missing)")
+    clone_seconds: int = Field(description="one clone's time the plan assumed (learned, or DEPLOY_CLONE_SECONDS)")
+    over_capacity: bool = Field(description="the window had no room left for it: it runs at its end anyway")
+    state: str = Field(description="planned (moves with every re-plan), requested, or done")
+    task_id: int | None = Field(description="its deploy, once requested")
+
+
 class EventDetailView(EventView):
     members: list[MemberView] = Field(description="teachers see everyone; a participant only themselves")
     capacity: CapacityView | None = Field(None, description="for its teachers and admins, until it is deployed")
+    deploy_batches: list[BatchView] = Field(default_factory=list, description="ready_by_start: when each batch of "
+                                                                              "its deploy runs")
+    deploy_plan: str | None = Field(None, description="ready_by_start: the plan in one sentence")
 
 
 class ProgressView(View):

@@ -129,7 +129,8 @@ def _event_page(request: Request, actor: Actor, event_id: int, status: int = 200
     blank = {"add": FormState(values={"role": "participant"}), "csv": FormState(), "dates": FormState(
         values={"start": local(event.start_at), "end": local(event.end_at)}), "pause": FormState(
         values={"suspend_at": local(event.suspend_at) if event.suspend_at else "",
-                "resume_at": local(event.resume_at) if event.resume_at else ""})}
+                "resume_at": local(event.resume_at) if event.resume_at else ""}),
+        "mode": FormState(values={"deploy_mode": event.deploy_mode})}
     return render(request, "events/event.html", actor, status=status, title=event.name, event=event,
                   members=members, live=live, history=history, editable=event.status in events.EDITABLE,
                   forms={**blank, **forms}, preview=forms.get("csv_preview"))
@@ -196,6 +197,23 @@ def edit_dates(event_id: Id, request: Request, start: str = Form("", max_length=
             audit_detail(request, "changed end, start")
             return RedirectResponse(f"/events/{event_id}#dates", status_code=303)
     return _event_page(request, actor, event_id, status=422, dates=form)
+
+
+@router.post("/events/{event_id}/deploy-mode", name="pages.event_deploy_mode")
+def edit_deploy_mode(event_id: Id, request: Request, deploy_mode: str = Form("", max_length=20),
+                     actor: Actor = Depends(page_actor)) -> Response:
+    """Daily lifecycle or ready by its start (spread.py); the rules are the API's PATCH."""
+    form = FormState(values={"deploy_mode": deploy_mode})
+    try:
+        events.update_event(actor, event_id, EventPatch(deploy_mode=deploy_mode or None))
+    except ValidationError as exc:
+        form.add_validation(exc, ("deploy_mode",))
+    except RequestError as exc:
+        form.add_error(exc, ("deploy_mode",))
+    else:
+        audit_detail(request, f"changed deploy_mode (deploy_mode {deploy_mode})")
+        return RedirectResponse(f"/events/{event_id}#deploy-mode", status_code=303)
+    return _event_page(request, actor, event_id, status=422, mode=form)
 
 
 @router.post("/events/{event_id}/break", name="pages.event_break")
