@@ -223,12 +223,12 @@ def die_with_parent() -> None:
 
 
 class RoleProcess:
-    def __init__(self, role: str, env: dict[str, str], log_path: Path):
+    def __init__(self, role: str, env: dict[str, str], log_path: Path, prefix: tuple[str, ...] = ()):
         self.role = role
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "openvle", "run", role], env={**env, "SERVICE_ROLE": role},
+            [*prefix, sys.executable, "-m", "openvle", "run", role], env={**env, "SERVICE_ROLE": role},
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
             preexec_fn=die_with_parent,
         )
@@ -258,8 +258,9 @@ def start_role(clean: Stores, tmp_path: Path):
     """Start a role as its own process (like one compose service); stopped after the test."""
     started: list[RoleProcess] = []
 
-    def start(role: str, wait: bool = True, **extra_env: str) -> RoleProcess:
-        proc = RoleProcess(role, clean.env(**extra_env), tmp_path / f"{role}-{len(started)}.log")
+    def start(role: str, wait: bool = True, prefix: tuple[str, ...] = (), **extra_env: str) -> RoleProcess:
+        """`prefix` runs the role under another command (tests/test_recovery.py: its own pid namespace)."""
+        proc = RoleProcess(role, clean.env(**extra_env), tmp_path / f"{role}-{len(started)}.log", prefix)
         started.append(proc)
         if wait and role.startswith("worker"):
             wait_for(lambda: _worker_registered(clean, proc), 30, f"{role} to register", proc)

@@ -347,6 +347,44 @@ def test_a_killed_worker_is_noticed_by_its_replacement_long_before_its_heartbeat
           f"(RQ's heartbeat expiry: {rq_would_notice_at - killed_at:.0f}s)")
 
 
+# A container of its own, as far as pids go: the worker sees a new pid namespace (it is pid 1 there).
+OWN_PID_NAMESPACE = ("unshare", "--pid", "--fork", "--mount-proc")
+
+
+def test_a_worker_killed_with_its_container_is_noticed_as_soon_as_the_container_starts_again(start_role, clean,
+                                                                                             tmp_path):
+    """Under compose a killed worker's container starts again in a new pid namespace, where the old
+    pid means nothing, and a heartbeat check would wait 3 beats. The life note the killed worker left
+    in the container's own files tells the new worker at once. Heartbeats 300 s apart here: only
+    the note can tell within the test's wait."""
+    from rq.worker import Worker
+
+    container = {"WORKER_LIVES_DIR": str(tmp_path / "lives"), "WORKER_JOB_MONITORING_INTERVAL": "300"}
+    worker = start_role("worker", wait=False, prefix=OWN_PID_NAMESPACE, **container)
+    task = enqueue_operation("demo.moodle", {"duration": 60})
+    job = Job.fetch(task.rq_job_id, connection=get_redis())
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, 30, "the job to start", worker)
+    killed = Job.fetch(task.rq_job_id, connection=get_redis()).worker_name
+    assert killed.endswith(".1"), killed  # pid 1 of its own namespace: no pid of ours tells anything
+
+    os.killpg(worker.proc.pid, signal.SIGKILL)  # the container dies with every process in it
+    worker.proc.wait()
+    assert Worker.find_by_key(Worker.redis_worker_namespace_prefix + killed, connection=get_redis()) is not None
+    restarted = start_role("worker", **container)  # the same container started again: its files kept
+
+    lost = wait_for(lambda: (t := load_task(task.id)).subtasks[0].status == "error" and t, 60, "the lost attempt",
+                    restarted)
+    assert lost.subtasks[0].error == f"attempt lost: its worker {killed} is gone (its container was started again)"
+    assert f"worker(s) of this container before it was started again: {killed}" in restarted.output
+    assert [p.name for p in (tmp_path / "lives").iterdir()] == [f"{restarted_name(restarted)}.life"]
+
+
+def restarted_name(role) -> str:
+    from rq.worker import Worker
+
+    return next(w.name for w in Worker.all(connection=get_redis()) if w.name.endswith(f".{role.proc.pid}"))
+
+
 def test_a_late_heartbeat_from_elsewhere_means_dead_only_when_it_stays_late(clean):
     """A worker on another machine (or pid namespace) is judged by its heartbeat: 3 intervals late,
     and the same beat still there on a second look at least one interval later (a worker cut off from

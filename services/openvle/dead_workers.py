@@ -7,6 +7,11 @@ RQ notices a dead worker's job only once the job's heartbeat entry lapses, job_m
 - its process is gone: a worker on this machine (same boot, same pid namespace: every worker writes
   where its pid means something into its registration) whose pid no longer runs, or now belongs to
   a process started after the worker was born (the same container started again);
+- it was this container's worker before the container was started again: each worker leaves a
+  note with its name and pid space in WORKER_LIVES_DIR (the container's own files), and a note
+  from another pid space or boot found there at start belongs to a worker that died with the
+  container (every process of a container does). Under compose this is what tells, as soon as the
+  killed container is started again; without it its job would wait for the heartbeat check;
 - its heartbeat is late: none for LATE_BEATS job-monitoring intervals, and still the same beat on a
   second look at least one interval later (a worker merely cut off from Redis beats again as soon
   as Redis is back, and is left alone).
@@ -23,6 +28,7 @@ check-backs at once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -36,7 +42,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
-from rq.utils import utcparse
+from rq.utils import utcformat, utcparse
 from rq.worker import Worker
 
 log = logging.getLogger("openvle.dead_workers")
@@ -45,6 +51,8 @@ LATE_BEATS = 3  # a busy worker beats every job-monitoring interval: this many m
 SCHEDULER_LATE = 10  # seconds: RQ's scheduler beats every second
 RQ_LOCK_TTL = 61  # seconds RQ's worker scheduler takes (and refreshes) its queues' locks for
 LATE_KEY = "openvle:worker-late:{}"  # the late beat first seen, and when: "beat|seen at"
+KNOWN_DEAD_KEY = "openvle:worker-dead:{}"  # a worker known dead by its life note, and why
+KNOWN_DEAD_TTL = 24 * 3600  # seconds; long after its registration (and jobs) expired
 LOST_BECAUSE = "lost_because"  # job meta: why its attempt is lost (read by tracking.on_job_failure)
 
 
@@ -87,6 +95,44 @@ def _gone(pid: int, alive_at: dt.datetime) -> str | None:
     return None
 
 
+def note_life(redis: Redis, name: str, directory: Path) -> list[str]:
+    """Leave worker `name`'s life note in `directory`; returns the workers its notes there show dead.
+
+    A note from another pid space (or boot) is this container's worker before it was started again,
+    dead with it: said in Redis, so every worker's next look hands its jobs back. A note from this
+    pid space whose process is gone is only tidied away (its pid tells anyway)."""
+    space = pid_space()
+    if not space:  # not Linux: nothing to compare
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    dead = []
+    for path in directory.glob("*.life"):
+        try:
+            note = json.loads(path.read_text())
+            other, other_space = note["name"], note["pid_space"]
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # half written when its worker was killed
+            continue
+        if other_space != space:
+            redis.set(KNOWN_DEAD_KEY.format(other), f"its worker {other} is gone (its container was started again)",
+                      ex=KNOWN_DEAD_TTL)
+            dead.append(other)
+            path.unlink(missing_ok=True)
+        elif other != name and _gone(int(note["pid"]), utcparse(note["birth"])):
+            path.unlink(missing_ok=True)
+    note = {"name": name, "pid_space": space, "pid": os.getpid(), "birth": utcformat(dt.datetime.now(dt.UTC))}
+    (directory / f"{name}.life").write_text(json.dumps(note))
+    if dead:
+        log.warning("worker(s) of this container before it was started again: %s; their jobs are retried",
+                    ", ".join(dead))
+    return dead
+
+
+def forget_life(name: str, directory: Path) -> None:
+    """The worker stops on its own: its note goes with it."""
+    (directory / f"{name}.life").unlink(missing_ok=True)
+
+
 def why_worker_dead(redis: Redis, name: str, monitoring_interval: float, now: float | None = None) -> str | None:
     """Why worker `name` is dead, or None while it may be alive."""
     now = time.time() if now is None else now
@@ -96,6 +142,9 @@ def why_worker_dead(redis: Redis, name: str, monitoring_interval: float, now: fl
     data = {k.decode(): v.decode() for k, v in raw.items()}
     if "death" in data:
         return f"its worker {name} stopped"
+    known = redis.get(KNOWN_DEAD_KEY.format(name))
+    if known is not None:
+        return known.decode()
     if data.get("pid_space") and data["pid_space"] == pid_space() and data.get("pid") and data.get("birth"):
         gone = _gone(int(data["pid"]), utcparse(data["birth"]))
         # Its process runs: alive, however late its heartbeat (Redis may just be back).

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from redis import Redis
 from rq import Queue, Worker
@@ -31,7 +32,7 @@ from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
 from openvle.operations import load_jobs
 from openvle.queues import QUEUE_NAMES, ROLE_QUEUES
-from openvle.settings import _Settings
+from openvle.settings import _Settings, get_settings
 
 log = logging.getLogger("openvle.worker")
 
@@ -116,6 +117,13 @@ class TrackingWorker(Worker):
         pid namespace tells a dead one by its pid at once (dead_workers)."""
         return {**super().serialize(), "pid_space": dead_workers.pid_space()}
 
+    def register_birth(self):
+        super().register_birth()
+        try:
+            dead_workers.note_life(self.connection, self.name, _lives_dir())
+        except OSError as exc:  # a read-only file system: dead workers are still told by their heartbeat
+            log.warning("cannot leave a life note in WORKER_LIVES_DIR (%s): %s", _lives_dir(), exc)
+
     def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", date_format: str = "",
                          log_format: str = "") -> None:
         """RQ's, with two changes: a dead worker's scheduler keeps its queues' locks for 61 s, so free
@@ -180,6 +188,7 @@ class TrackingWorker(Worker):
         except stores.REDIS_DOWN as exc:  # stopping anyway: the registration expires by itself
             log.warning("could not unregister from Redis while stopping: %s", type(exc).__name__)
         if not self.is_horse:
+            dead_workers.forget_life(self.name, _lives_dir())
             self.bookkeeping.close()
             _logout_guacamole(self.queue_names())
 
@@ -236,10 +245,12 @@ class PatientScheduler(RQScheduler):
             pass
 
 
+def _lives_dir() -> Path:
+    return Path(get_settings().WORKER_LIVES_DIR)
+
+
 def _logout_guacamole(queues: list[str]) -> None:
     """Give the shared Guacamole session back; the next job (any worker) logs in again."""
-    from openvle.settings import get_settings
-
     if "guacamole" not in queues or not get_settings().GUACAMOLE_URL:
         return
     try:
