@@ -296,10 +296,12 @@ def node_tasks(state: ClusterState, node: str, p: dict[str, Any]) -> tuple[list[
         statuses["ok"] = False
     start, limit, count = p.get("start", 0), p.get("limit", 50), 0
     now = state.now()
-    mine = sorted((t for t in state.tasks.values() if t.node == node), key=lambda t: t.seq)
-    active = [t for t in mine if t.running or now - t.end < ACTIVE_LINGER]
-    archived = sorted((t for t in mine if t not in active), key=lambda t: (t.end, t.seq), reverse=True)
-    chosen = (active if source in ("active", "all") else []) + (archived if source != "active" else [])
+    mine = [t for t in state.tasks.values() if t.node == node]
+    is_active = {t.upid: t.running or now - t.end < ACTIVE_LINGER for t in mine}
+    active = sorted((t for t in mine if is_active[t.upid]), key=lambda t: t.seq)
+    archived = [] if source == "active" else sorted(
+        (t for t in mine if not is_active[t.upid]), key=lambda t: (t.end, t.seq), reverse=True)
+    chosen = (active if source in ("active", "all") else []) + archived
     out: list[dict[str, Any]] = []
     for task in chosen:
         if p.get("userfilter") and p["userfilter"].lower() not in task.user.lower():
@@ -316,7 +318,7 @@ def node_tasks(state: ClusterState, node: str, p: dict[str, Any]) -> tuple[list[
         count += 1
         if count <= start or len(out) >= limit:
             continue
-        out.append(_task_entry(task, archived=task not in active))
+        out.append(_task_entry(task, archived=not is_active[task.upid]))
     return out, count
 
 
