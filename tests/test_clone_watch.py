@@ -47,7 +47,7 @@ def pve(simulator, settings_env):
     simulator.state.configure(durations={"linked_clone": CLONE}, storage_concurrency=4, lock_wait=0.5)
     env = {"PVE_HOST": "127.0.0.1", "PVE_PORT": str(simulator.port), "PVE_USER": "openvle@pve",
            "PVE_TOKEN_NAME": "tests", "PVE_TOKEN_VALUE": simulator.token_value, "PVE_VERIFY_SSL": simulator.ca_path,
-           "PVE_POLL_INTERVAL": "1", "PVE_CLONE_CONCURRENCY": "1"}
+           "PVE_POLL_INTERVAL": "1", "PVE_CLONE_CONCURRENCY": "1", "PVE_CLONE_WATCHER": "true"}
     settings_env(**env)
     simulator.env = env
     return simulator

@@ -29,6 +29,7 @@ from collections import defaultdict
 from openvle import pacing
 from openvle.clients.proxmox import ProxmoxError, get_proxmox, upid_node
 from openvle.connections import get_redis
+from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.clone_watch")
 
@@ -52,6 +53,8 @@ return 0
 
 def watch(vm_id: int, upid: str, node: str, template_id: int, job_id: str | None) -> None:
     """Have the watcher follow the clone of VM row `vm_id` (task `upid`, slot on `node`)."""
+    if not get_settings().PVE_CLONE_WATCHER:  # no watcher runs: nothing would ever read the entry
+        return
     entry = {"upid": upid, "node": node, "template": template_id, "job": job_id}
     get_redis().hset(WATCHED, str(vm_id), json.dumps(entry))
 

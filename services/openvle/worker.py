@@ -301,7 +301,7 @@ def run(role: str, settings: _Settings) -> int:
 def _start_clone_watcher(role: str, settings: _Settings):
     """A worker of the clone queue brings a clone watcher (clone_watch): its own process, which dies
     with the worker (_die_with_worker) and whose lead another replica's watcher then takes over."""
-    if "pve_vm_clone" not in ROLE_QUEUES[role] or not settings.PVE_HOST:
+    if "pve_vm_clone" not in ROLE_QUEUES[role] or not settings.PVE_HOST or not settings.PVE_CLONE_WATCHER:
         return None
     import multiprocessing
 
