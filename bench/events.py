@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--clone-workers", type=int, default=1,
                         help="replicas of `worker-vm-clone` (compose: 1; clone pacing holds across replicas)")
+    parser.add_argument("--clone-watcher", action="store_true", help="PVE_CLONE_WATCHER=true (clone_watch.py)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs (printed path)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -174,6 +175,7 @@ class Bench:
             "PVE_HOST": "127.0.0.1", "PVE_PORT": str(pve.port), "PVE_USER": "openvle@pve", "PVE_TOKEN_NAME": "bench",
             "PVE_TOKEN_VALUE": token, "PVE_VERIFY_SSL": pve.ca_path,
             "PVE_POLL_INTERVAL": str(self.args.poll_interval), "PVE_CLONE_CONCURRENCY": str(self.args.concurrency),
+            "PVE_CLONE_WATCHER": "true" if self.args.clone_watcher else "false",
             "GUACAMOLE_URL": self.sims["guac"].url, "GUACAMOLE_USER": "guacadmin",
             "GUACAMOLE_PASSWORD": "guac-bench-1",
             "MOODLE_URL": self.sims["moodle"].url, "MOODLE_TOKEN": "moodle-bench-token-1", "MOODLE_CATEGORY_ID": "2",

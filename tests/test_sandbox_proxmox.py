@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -469,3 +470,52 @@ def test_outcomes_follow_elapsed_time_only():
     clock.advance(1.0)
     assert {t["upid"]: t["exitstatus"] for t in state.snapshot()["tasks"]}[first] == "OK"
     assert [v["vmid"] for v in state.snapshot()["vms"]] == [101, 9000]
+
+
+def test_node_task_list_active_then_archived():
+    """GET /nodes/{node}/tasks: source=active lists running tasks (RUNNING) and those ended but not yet
+    archived (their status, endtime); the archive lists ended ones newest first; filters, limit and total."""
+    clock = FakeClock()
+    state = ClusterState(clock=clock, durations={"linked_clone": 2.0})
+    state.seed_cluster()
+    api = Api(state, TokenAuth("openvle@pve", "tasks", "t"))
+    headers = {"Authorization": "PVEAPIToken=openvle@pve!tasks=t"}
+
+    def call(method: str, path: str, **params):
+        reply = api.handle(method, path, params, headers)
+        body = json.loads(reply.body or b"{}")
+        return reply.status, body
+
+    def tasks(**params) -> tuple[list[dict], int]:
+        status, body = call("GET", "/nodes/pve1/tasks", **params)
+        assert status == 200, body
+        return body["data"], body["total"]
+
+    first = call("POST", "/nodes/pve1/qemu/9000/clone", newid="101")[1]["data"]
+    clock.advance(1.0)
+    second = call("POST", "/nodes/pve1/qemu/9000/clone", newid="102")[1]["data"]
+    active, total = tasks(source="active", typefilter="qmclone")
+    assert [(t["upid"], t["status"]) for t in active] == [(first, "RUNNING"), (second, "RUNNING")] and total == 2
+    assert active[0]["user"] == "openvle@pve!tasks" and "endtime" not in active[0]
+    assert tasks(source="active", limit=1)[0][0]["upid"] == first and tasks(source="active", limit=1)[1] == 2
+    assert tasks()[0] == []  # nothing archived yet
+
+    clock.advance(1.5)  # the first clone ended 0.5 s ago: still in the active list, with its outcome
+    active, _ = tasks(source="active")
+    assert [(t["upid"], t["status"]) for t in active] == [(first, "OK"), (second, "RUNNING")]
+    assert active[0]["endtime"] >= active[0]["starttime"]
+    assert [t["upid"] for t in tasks(source="active", errors=1)[0]] == [second]  # running: status unknown
+    clock.advance(2.0)  # archived now: only in the index, user and token apart
+    assert [t["upid"] for t in tasks(source="active")[0]] == [second]
+    archived, _ = tasks()
+    assert [(t["upid"], t["status"], t["user"], t["tokenid"]) for t in archived] == [
+        (first, "OK", "openvle@pve", "tasks")]
+    assert [t["upid"] for t in tasks(source="all")[0]] == [second, first]
+    assert tasks(statusfilter="ok")[0] == archived and tasks(statusfilter="error,warning")[0] == []
+    assert tasks(source="active", vmid=101)[0] == [] and tasks(vmid=9000)[0] == archived
+    assert tasks(source="active", typefilter="qmstart")[0] == []
+
+    status, body = call("GET", "/nodes/pve1/tasks", source="running", statusfilter="fine")
+    assert status == 400 and body["errors"] == {
+        "source": "value 'running' does not have a value in the enumeration 'archive, active, all'",
+        "statusfilter": "invalid format - invalid status 'fine'\n"}

@@ -71,6 +71,23 @@ def acquire(node: str, template_id: int, vm_id: int, limit: int) -> bool:
     return bool(script(keys=_keys(node, template_id), args=[time.time(), SLOT_TTL, limit, vm_id]))
 
 
+def template_has_room(template_id: int, vm_id: int, limit: int) -> bool:
+    """True when VM row `vm_id` holds a slot of the template or one is free (nothing is claimed)."""
+    redis = get_redis()
+    key = _keys("", template_id)[1]
+    if redis.zscore(key, vm_id) is not None:
+        return True
+    return redis.zcount(key, time.time(), "+inf") < limit
+
+
+def refresh(node: str, template_id: int, vm_id: int) -> None:
+    """Keep an existing claim alive (the clone watcher, for a clone it saw running); claims nothing new."""
+    with get_redis().pipeline() as pipe:
+        for key in _keys(node, template_id):
+            pipe.zadd(key, {vm_id: time.time() + SLOT_TTL}, xx=True)
+        pipe.execute()
+
+
 def release(node: str, template_id: int, vm_id: int) -> None:
     """Give the slot back and wake the oldest waiting clone that fits now."""
     redis = get_redis()
@@ -142,7 +159,7 @@ def wake_next(woken: dict[str, int] | None = None) -> str | None:
         slots = _keys(node, int(template_id))
         if not _fits(redis, slots, int(limit), now, woken or {}):
             continue
-        if not _move_to_queue(redis, job):
+        if not move_to_queue(redis, job):
             continue  # still between its check and its check-back (or the scheduler just took it)
         if woken is not None:
             for key in slots:
@@ -152,7 +169,7 @@ def wake_next(woken: dict[str, int] | None = None) -> str | None:
     return None
 
 
-def _move_to_queue(redis, job) -> bool:
+def move_to_queue(redis, job) -> bool:
     """Out of the schedule, onto the front of its queue (it starts before the checks queued behind
     it, as the scheduler would with the same retry) and out of the line of waiters, in one Redis
     transaction: a crash or a lost connection leaves it where it was, never in neither place.

@@ -298,6 +298,27 @@ def run(role: str, settings: _Settings) -> int:
     gc.freeze()  # keep the collector from touching (and so copying) the worker's memory in each horse
     worker = stores.call_with_redis(build_worker, role, settings)
     log.info("worker %s listening on %s", worker.name, ", ".join(ROLE_QUEUES[role]))
-    worker.work(with_scheduler=True, logging_level=settings.LOG_LEVEL)
+    watcher = _start_clone_watcher(role, settings)
+    try:
+        worker.work(with_scheduler=True, logging_level=settings.LOG_LEVEL)
+    finally:
+        if watcher is not None:
+            watcher.terminate()
+            watcher.join(5)
     log.info("worker %s stopped", worker.name)
     return 0
+
+
+def _start_clone_watcher(role: str, settings: _Settings):
+    """A worker of the clone queue brings a clone watcher (clone_watch): its own process, which dies
+    with the worker (_die_with_worker) and whose lead another replica's watcher then takes over."""
+    if "pve_vm_clone" not in ROLE_QUEUES[role] or not settings.PVE_HOST or not settings.PVE_CLONE_WATCHER:
+        return None
+    import multiprocessing
+
+    from openvle import clone_watch
+
+    process = multiprocessing.get_context("fork").Process(target=clone_watch.run, name="clone-watcher",
+                                                           daemon=True)
+    process.start()
+    return process

@@ -212,6 +212,11 @@ class Proxmox:
     def task_status(self, upid: str) -> dict:
         return _call(lambda: self.api.nodes(upid_node(upid)).tasks(upid).status.get())
 
+    def active_tasks(self, node: str, task_type: str, limit: int) -> list[dict]:
+        """The node's tasks of `task_type` that run or ended but are not yet archived: status "RUNNING"
+        while they run, else their exit status (GET /nodes/{node}/tasks?source=active)."""
+        return _call(lambda: self.api.nodes(node).tasks.get(source="active", typefilter=task_type, limit=limit))
+
     def task_error(self, upid: str, status: dict) -> ProxmoxError | None:
         """None when the finished task succeeded, else its error classified (log tail for context)."""
         exitstatus = str(status.get("exitstatus", ""))

@@ -16,7 +16,7 @@ from typing import Any
 from rq import Queue, get_current_job
 from sqlalchemy import select, update
 
-from openvle import pacing
+from openvle import clone_watch, pacing
 from openvle.clients.proxmox import (
     AnswerLost,
     NotFound,
@@ -42,6 +42,9 @@ log = logging.getLogger("openvle.jobs.vms")
 MARK = "openvle-vm-id"  # written into the description of every VM we clone: proves a VM is ours
 LINGER = 1.5  # seconds a clone about to end is watched within the job, when no other job waits
 LINGER_STEP = 0.25
+# With a clone watcher leading, a running clone's job looks this long after (the watcher wakes it at
+# the clone's end); it looks by itself only when the watcher misses it (a node's list unreadable).
+WATCHED_LOOK = 30
 SLOT_WAIT = 5  # seconds between checks for a free clone slot when run outside RQ (no job to wake)
 
 
@@ -163,7 +166,12 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     pve = get_proxmox()
     template = vm.template
 
+    job = get_current_job()
     if vm.vmid is None or vm.node is None:
+        if not pacing.template_has_room(template.id, vm.id, settings.PVE_CLONE_CONCURRENCY):
+            # Placement (several Proxmox calls) waits until a slot is in sight: of the many clones of
+            # an event waiting at its start, each costs the single clone worker as little as it can.
+            return _wait_for_slot(ctx, job, None, template)
         node = choose_node(pve, template)
         vmid = claim_vmid(pve, vm.id)
         _save(vm.id, vmid=vmid, node=node)  # recorded before cloning: a retry finds and adopts it
@@ -171,20 +179,24 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         ctx.log(f"placed on {node} as VM {vmid}")
 
     if vm.upid:
-        pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)  # keep our claim alive
+        watched = clone_watch.watcher_alive()
         try:
             result = _watch_clone(pve, vm, settings.PVE_CLONE_TIMEOUT, pacing.expected_clone_seconds(template.id),
-                                  ctx.queue)
+                                  ctx.queue, linger=not watched)
         except ProxmoxError:
-            pacing.release(vm.node, template.id, vm.id)
+            _clone_over(vm)
             _remove_half_made(pve, vm)
             raise
         if isinstance(result, CheckBack):
+            pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)  # keep our claim alive
+            clone_watch.watch(vm.id, vm.upid, vm.node, template.id, job.id if job else None)  # also when adopted
+            if watched:
+                result = CheckBack(WATCHED_LOOK, result.reason)
             pacing.seen_running(vm.id, _task_age(vm.upid), result.seconds)
             ctx.progress(min(90, 10 + ctx.checks * 2), f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
             return result
         pacing.learn_clone_seconds(template.id, vm.id, _task_age(vm.upid))
-        pacing.release(vm.node, template.id, vm.id)
+        _clone_over(vm)
 
     found = pve.locate(vm.vmid)
     if found is not None and not _ours(pve, found, vm):
@@ -202,13 +214,8 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     if found is not None:
         return _finish_clone(pve, vm, found)
 
-    job = get_current_job()
     if not pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY):
-        if job is not None:  # woken by the release of a slot; WAIT_FALLBACK in case that is missed
-            pacing.wait_for_slot(job.id, vm.node, template.id, settings.PVE_CLONE_CONCURRENCY)
-        ctx.progress(5, f"waiting for a clone slot on {vm.node}")
-        return CheckBack(pacing.WAIT_FALLBACK if job is not None else SLOT_WAIT,
-                         f"clone slots of node {vm.node} or template {template.name} are full")
+        return _wait_for_slot(ctx, job, vm.node, template)
     if job is not None:
         pacing.stop_waiting(job.id)
     try:
@@ -237,18 +244,40 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         pacing.release(vm.node, template.id, vm.id)
         raise
     _save(vm.id, upid=upid, lock="clone")
+    clone_watch.watch(vm.id, upid, vm.node, template.id, job.id if job is not None else None)
     ctx.progress(10, f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
-    first_look = _next_check(0, pacing.expected_clone_seconds(template.id))
+    if clone_watch.watcher_alive():  # woken when the watcher sees it end; this look only if it does not
+        first_look = WATCHED_LOOK
+    else:
+        first_look = _next_check(0, pacing.expected_clone_seconds(template.id))
     pacing.clone_started(vm.id, first_look)
     return CheckBack(first_look, f"clone to VM {vm.vmid} started")
 
 
-def _watch_clone(pve: Proxmox, vm: Vm, timeout: int, expected: float | None, queue: str) -> dict | CheckBack:
+def _wait_for_slot(ctx: TaskContext, job, node: str | None, template: Template) -> CheckBack:
+    """In line for a slot of `node` (None: not placed yet) and the template: woken by the release of
+    a slot, and looking by itself after WAIT_FALLBACK in case that is missed."""
+    limit = get_settings().PVE_CLONE_CONCURRENCY
+    if job is not None:
+        pacing.wait_for_slot(job.id, node or "", template.id, limit)
+    where = f"node {node} or template {template.name}" if node else f"template {template.name}"
+    ctx.progress(5, f"waiting for a clone slot of {where}")
+    return CheckBack(pacing.WAIT_FALLBACK if job is not None else SLOT_WAIT, f"clone slots of {where} are full")
+
+
+def _clone_over(vm: Vm) -> None:
+    """The clone task ended (well or not): its slot goes to the next clone, the watcher stops following it."""
+    pacing.release(vm.node or "", vm.template_id, vm.id)
+    clone_watch.unwatch(vm.id)
+
+
+def _watch_clone(pve: Proxmox, vm: Vm, timeout: int, expected: float | None, queue: str,
+                 linger: bool = True) -> dict | CheckBack:
     """Look at the clone; when it should end within LINGER s and no other job waits on this queue,
-    keep watching here. RQ calls back in whole seconds, and every second a slot sits idle after
-    its clone ended, the clones waiting for it wait too."""
+    keep watching here (unless the clone watcher does). RQ calls back in whole seconds, and every
+    second a slot sits idle after its clone ended, the clones waiting for it wait too."""
     result = _poll(pve, vm, timeout, expected)
-    deadline = time.monotonic() + LINGER
+    deadline = time.monotonic() + (LINGER if linger else 0)
     while (isinstance(result, CheckBack) and result.seconds <= LINGER and time.monotonic() < deadline
            and Queue(queue, connection=get_redis()).count == 0):
         pacing.seen_running(vm.id, _task_age(vm.upid), LINGER_STEP)
@@ -302,7 +331,7 @@ def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         # Gone: the VM id goes back to the range (the row keeps it as former_vmid).
         _save(vm.id, state=VmState.DELETED, status=None, lock=None, upid=None, vmid=None, former_vmid=vm.vmid)
         release_vmid(vm.vmid, vm.id)
-        pacing.release(vm.node or "", vm.template_id, vm.id)
+        _clone_over(vm)
         return {"vmid": vm.vmid, "node": vm.node}
     _refresh(vm, found)
     if found.get("lock"):

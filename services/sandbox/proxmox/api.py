@@ -60,6 +60,11 @@ def _task_log(c: Ctx, p: dict[str, Any]) -> wire.WithAttribs:
     return wire.WithAttribs(lines, {"total": total})
 
 
+def _node_tasks(c: Ctx, p: dict[str, Any]) -> wire.WithAttribs:
+    tasks, total = views.node_tasks(c.state, p["node"], p)
+    return wire.WithAttribs(tasks, {"total": total})
+
+
 def _vm_op(fn: Callable[..., str]) -> Handler:
     return lambda c, p: fn(c.state, c.user, p["node"], p["vmid"], p)
 
@@ -96,6 +101,7 @@ _TABLE: list[tuple[str, str, Schema, Handler]] = [
     ("POST", VM + "/status/shutdown", S.SHUTDOWN, _vm_op(ops.shutdown)),
     ("POST", VM + "/status/reset", S.RESET, _vm_op(ops.reset)),
     ("POST", VM + "/status/reboot", S.REBOOT, _vm_op(ops.reboot)),
+    ("GET", "/nodes/{node}/tasks", S.NODE_TASKS, lambda c, p: _node_tasks(c, p)),
     ("GET", "/nodes/{node}/tasks/{upid}", S.TASK, lambda c, p: [{"name": "log"}, {"name": "status"}]),
     ("GET", "/nodes/{node}/tasks/{upid}/status", S.TASK,
      lambda c, p: views.task_status(c.state, p["node"], p["upid"])),

@@ -55,6 +55,11 @@ MIGRATE_POST = VM_PATH.extend(
     **{"with-local-disks": BOOL, "with-conntrack-state": BOOL},
 )
 TASK = Schema({"node": NODE, "upid": req("string")})
+NODE_TASKS = NODE_ONLY.extend(
+    start=Prop("integer", minimum=0), limit=Prop("integer", minimum=0), userfilter=Prop(), typefilter=Prop(),
+    vmid=OPT_VMID, errors=BOOL, source=Prop(enum=("archive", "active", "all")), since=Prop("integer"),
+    until=Prop("integer"), statusfilter=Prop(format="pve-task-status-type-list"),
+)
 TASK_LOG = TASK.extend(start=Prop("integer", minimum=0), limit=Prop("integer", minimum=0), download=BOOL)
 RRDDATA = Schema({
     "node": NODE,

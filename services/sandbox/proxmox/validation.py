@@ -24,6 +24,7 @@ FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
     "pve-configid": (re.compile(r"^[a-z][a-z0-9_]+$", re.I), "invalid configuration ID '{v}'\n"),
     "pve-tag": (re.compile(r"^[a-z0-9_][a-z0-9_\-+.]*$", re.I), "invalid characters in tag '{v}'\n"),
     "pve-snapshot-name": (re.compile(r"^[a-zA-Z][a-zA-Z0-9_\-]*$"), "invalid format - '{v}' is not a valid name\n"),
+    "pve-task-status-type": (re.compile(r"^(ok|error|warning|unknown)$", re.I), "invalid status '{v}'\n"),
 }
 
 

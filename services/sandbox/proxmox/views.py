@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 from .errors import fail, param_error
 from .model import UPID_RE, VM, GiB, MiB, Node
 from .state import ClusterState
+from .validation import split_list
 
 VERSION = {"version": "9.1.1", "release": "9.1", "repoid": "42db4a6cf33dac83"}
 KVERSION = "Linux 6.17.2-1-pve #1 SMP PREEMPT_DYNAMIC PMX 6.17.2-1 (2025-10-21T11:55Z) x86_64"
@@ -261,6 +263,76 @@ def task_status(state: ClusterState, node: str, upid: str) -> dict[str, Any]:
     if not task.running:
         out["exitstatus"] = task.exitstatus
     return out
+
+
+# A task that ended stays in the node's active list until pvedaemon archives it (moves it to the task index
+# and marks it saved in /var/log/pve/tasks/active), which happens at the next update of that file (I).
+ACTIVE_LINGER = 2.0
+
+
+def _status_type(status: str | None) -> str:
+    """PVE::Tools::upid_normalize_status_type."""
+    if not status:
+        return "unknown"
+    if status == "OK":
+        return "ok"
+    if re.match(r"^WARNINGS: \d+$", status):
+        return "warning"
+    if status == "unexpected status":
+        return "unknown"
+    return "error"
+
+
+def node_tasks(state: ClusterState, node: str, p: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """GET /nodes/{node}/tasks (PVE::API2::Tasks node_tasks): `source` archive (default, finished tasks, newest
+    first), active (running ones with status RUNNING, and those ended but not yet archived, with their
+    status and endtime) or all; filters; `start` skips, `limit` (default 50) cuts; total counts every match."""
+    source = p.get("source", "archive")
+    statuses = {"ok": True, "warning": True, "error": True, "unknown": True}
+    if p.get("statusfilter") is not None and not p.get("errors"):
+        statuses = dict.fromkeys(statuses, False)
+        statuses.update({f.lower(): True for f in split_list(p["statusfilter"])})
+    elif p.get("errors"):
+        statuses["ok"] = False
+    start, limit, count = p.get("start", 0), p.get("limit", 50), 0
+    now = state.now()
+    mine = [t for t in state.tasks.values() if t.node == node]
+    is_active = {t.upid: t.running or now - t.end < ACTIVE_LINGER for t in mine}
+    active = sorted((t for t in mine if is_active[t.upid]), key=lambda t: t.seq)
+    archived = [] if source == "active" else sorted(
+        (t for t in mine if not is_active[t.upid]), key=lambda t: (t.end, t.seq), reverse=True)
+    chosen = (active if source in ("active", "all") else []) + archived
+    out: list[dict[str, Any]] = []
+    for task in chosen:
+        if p.get("userfilter") and p["userfilter"].lower() not in task.user.lower():
+            continue
+        if p.get("typefilter") and task.type != p["typefilter"]:
+            continue
+        if p.get("vmid") and task.id != str(p["vmid"]):
+            continue
+        if (p.get("since") is not None and task.starttime < p["since"]) or (
+                p.get("until") is not None and task.starttime > p["until"]):
+            continue
+        if not statuses[_status_type(task.exitstatus)]:
+            continue
+        count += 1
+        if count <= start or len(out) >= limit:
+            continue
+        out.append(_task_entry(task, archived=not is_active[task.upid]))
+    return out, count
+
+
+def _task_entry(task, archived: bool) -> dict[str, Any]:
+    """An archived task's user is split into user and tokenid (upid_decode); an active one keeps the full token
+    id in `user`, as the active file has it."""
+    entry: dict[str, Any] = {"upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
+                             "starttime": task.starttime, "type": task.type, "id": task.id, "user": task.user}
+    if archived and "!" in task.user:
+        entry["user"], entry["tokenid"] = task.user.split("!", 1)
+    entry["status"] = task.exitstatus if not task.running else "RUNNING"
+    if not task.running:
+        entry["endtime"] = task.endtime
+    return entry
 
 
 def task_log(state: ClusterState, node: str, upid: str, start: int, limit: int) -> tuple[list[dict], int]:

@@ -1,0 +1,155 @@
+"""The clone watcher: sees a node's clones end in one call, frees their slots and starts the next
+clone; leads alone, and another replica's watcher takes over when its lease lapses.
+
+The Proxmox simulator runs on a clock the test moves: a clone ends exactly when the test says."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from conftest import wait_for
+from helpers import load_task, settled
+from openvle import clone_watch, pacing
+from openvle.clients.proxmox import get_proxmox
+from openvle.connections import get_redis
+from openvle.db.engine import session_scope
+from openvle.db.models import CloneMode, Template, Vm
+from openvle.jobs.vms import WATCHED_LOOK, request_clone
+from sandbox.clock import FakeClock
+from sandbox.proxmox import ProxmoxSimulator
+from sandbox.runner import seed_proxmox
+
+GIB = 1024**3
+CLONE = 5.0  # simulated seconds a linked clone takes
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    sim = ProxmoxSimulator(user="openvle@pve", token_name="tests", token_value=str(uuid.uuid4()), auth_fail_delay=0,
+                           clock=FakeClock(start=time.time()))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def pve(simulator, settings_env):
+    simulator.state.reset()
+    seed_proxmox(simulator.state)
+    simulator.state.configure(durations={"linked_clone": CLONE}, storage_concurrency=4, lock_wait=0.5)
+    env = {"PVE_HOST": "127.0.0.1", "PVE_PORT": str(simulator.port), "PVE_USER": "openvle@pve",
+           "PVE_TOKEN_NAME": "tests", "PVE_TOKEN_VALUE": simulator.token_value, "PVE_VERIFY_SSL": simulator.ca_path,
+           "PVE_POLL_INTERVAL": "1", "PVE_CLONE_CONCURRENCY": "1", "PVE_CLONE_WATCHER": "true"}
+    settings_env(**env)
+    simulator.env = env
+    return simulator
+
+
+def template(vmid: int = 9000) -> int:
+    with session_scope() as session:
+        row = Template(name=f"t-{vmid}", pve_vmid=vmid, node="pve1", clone_mode=CloneMode.LINKED, maxmem=2 * GIB)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def running_clones(pve) -> list[str]:
+    return [t.upid for t in pve.state.active_tasks() if t.type == "qmclone"]
+
+
+def upid_of(vm_id: int) -> str | None:
+    with session_scope() as session:
+        return session.execute(select(Vm.upid).where(Vm.id == vm_id)).scalar_one()
+
+
+def test_a_clone_that_ends_frees_its_slot_and_the_waiting_clone_starts(pve):
+    """One look at the node's task list: the ended clone's slot goes at once to the oldest waiting
+    clone (moved to the front of its queue), its own check-back runs now, the running ones keep theirs."""
+    tid = template()
+    redis = get_redis()
+    queue = Queue("pve_vm_clone", connection=redis)
+    first = get_proxmox().clone("pve1", 9000, 101, name="first")
+    assert pacing.acquire("pve1", tid, 1, 2)  # the node takes two clones at a time
+    own = queue.enqueue_in(timedelta(seconds=WATCHED_LOOK), "builtins.print")  # the clone's check-back
+    clone_watch.watch(1, first, "pve1", tid, own.id)
+    waiter = queue.enqueue_in(timedelta(seconds=pacing.WAIT_FALLBACK), "builtins.print")  # no slot: it waits
+    pacing.wait_for_slot(waiter.id, "pve1", tid, 2)
+    other = template(9001)  # a clone of another template, started a second later on the same node
+    pve.state.clock.advance(1)
+    assert pacing.acquire("pve1", other, 2, 2) and not pacing.acquire("pve1", tid, 3, 2)  # full
+    clone_watch.watch(2, get_proxmox().clone("pve1", 9001, 102, name="second"), "pve1", other, None)
+    queue.enqueue("builtins.print")  # some other job already queued
+
+    watcher = clone_watch.Watcher("test")
+    assert watcher.step() == 0  # both still run: nothing released, their claims refreshed
+    assert redis.zscore(f"openvle:clone-slots:template:{tid}", 1) is not None
+    assert Job.fetch(waiter.id, connection=redis).get_status() == "scheduled"
+
+    pve.state.clock.advance(CLONE - 1)
+    assert watcher.step() == 1
+    assert redis.zscore(f"openvle:clone-slots:template:{tid}", 1) is None  # the slot is free...
+    assert queue.job_ids[:2] == [waiter.id, own.id]  # ...the waiter runs first, then the ended clone's job
+    assert waiter.id not in ScheduledJobRegistry(queue=queue) and redis.zcard(pacing.WAITERS) == 0
+    assert set(redis.hkeys(clone_watch.WATCHED)) == {b"2"}  # the running one is still watched
+    assert redis.zscore(f"openvle:clone-slots:template:{other}", 2) is not None
+
+
+def test_an_unreadable_task_list_releases_nothing(pve):
+    tid = template()
+    upid = get_proxmox().clone("pve1", 9000, 101, name="first")
+    assert pacing.acquire("pve1", tid, 1, 1)
+    clone_watch.watch(1, upid, "pve1", tid, None)
+    pve.state.clock.advance(CLONE)
+    pve.state.set_faults(error_rate=1.0)
+    try:
+        assert clone_watch.Watcher("test").step() == 0
+    finally:
+        pve.state.set_faults(error_rate=0.0)
+    assert pacing.in_flight("pve1") == 1  # kept until a list shows the end (or the claim lapses)
+    assert clone_watch.Watcher("test").step() == 1 and pacing.in_flight("pve1") == 0
+
+
+def test_one_watcher_leads_and_another_takes_over_when_its_lease_lapses(clean):
+    redis = get_redis()
+    alive, dead = clone_watch.Watcher("replica-a"), clone_watch.Watcher("replica-b")
+    assert dead.lead() and not alive.lead()
+    assert dead.lead() and clone_watch.watcher_alive()  # renewing its own lease
+    redis.pexpire(clone_watch.LEADER, 1)  # replica-b died: nobody renews, its lease runs out
+    wait_for(lambda: not clone_watch.watcher_alive(), 5, "the lease to lapse")
+    assert alive.lead() and redis.get(clone_watch.LEADER) == b"replica-a"
+
+
+def test_the_clone_worker_starts_the_next_clone_when_its_watcher_sees_the_end(pve, start_role):
+    """End to end: worker-vm-clone with its watcher. The first clone's job looks back only after
+    WATCHED_LOOK s; the watcher sees the clone end, the waiting clone starts and the first one is
+    made ready before that look was due."""
+    worker = start_role("worker-vm-clone", **pve.env)
+    wait_for(clone_watch.watcher_alive, 30, "the clone watcher to lead", worker)
+    tid = template()
+    first, first_task = request_clone(tid, "lab-1 alice")
+    second, second_task = request_clone(tid, "lab-2 bob")
+    wait_for(lambda: len(running_clones(pve)) == 1 and get_redis().zcard(pacing.WAITERS) == 1, 30,
+             "one clone to run and the other to wait", worker)
+    running = first if upid_of(first) else second
+    job_id = load_task((first_task if running == first else second_task).id).rq_job_id
+    wait_for(lambda: ScheduledJobRegistry("pve_vm_clone", connection=get_redis()).get_scheduled_time(job_id), 30,
+             "the running clone's job to wait for its look", worker)
+    due = ScheduledJobRegistry("pve_vm_clone", connection=get_redis()).get_scheduled_time(job_id)
+
+    pve.state.clock.advance(CLONE)
+    wait_for(lambda: len(running_clones(pve)) == 1 and upid_of(running) is None, 30,
+             "the waiting clone to start and the first one to be made ready", worker)
+    done = wait_for(lambda: settled((first_task if running == first else second_task).id), 30, "the first clone")
+    assert done.status == "success" and done.finished_at < due.replace(tzinfo=None)  # woken, not its own look
+    pve.state.clock.advance(CLONE)
+    for task in (first_task, second_task):
+        assert wait_for(lambda t=task: settled(t.id), 30, "both clones", worker).status == "success"
+    assert pacing.in_flight("pve1") == 0 and get_redis().hlen(clone_watch.WATCHED) == 0
