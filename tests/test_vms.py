@@ -18,7 +18,7 @@ from openvle import pacing
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
-from openvle.db.models import CloneMode, Node, Template, Vm
+from openvle.db.models import CloneMode, Node, NodeStorage, Template, Vm
 from openvle.jobs.vms import MARK, request_action, request_clone, start_vm, stop_vm
 from openvle.reconcile import reconcile
 from sandbox.proxmox import ProxmoxSimulator
@@ -287,6 +287,7 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
     monkeypatch.setattr(metrics, "client_factory", lambda *a, **k: shared)
     metrics._store.cache_clear()
     tid = template(pve)
+    shared_tid = template(pve, vmid=9001)  # its disk is on the shared Ceph storage
     with session_scope() as session:  # one VM we know that Proxmox lost
         session.add(Vm(name="gone", template_id=tid, vmid=10500, node="pve2", state="ready"))
     pve.state.add_vm(vmid=10600, node="pve3", name="stray", tags="openvle")  # ours by tag, unknown
@@ -303,6 +304,13 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
         assert set(nodes) == {"pve1", "pve2", "pve3"} and all(n.status == "online" for n in nodes.values())
         assert nodes["pve1"].maxmem == 32 * GIB and nodes["pve3"].vms_total == 2
         assert session.execute(select(Vm.state).where(Vm.vmid == 10500)).scalar_one() == "missing"
+        # what the capacity check counts disk with: each node's storages, the templates' disks and storage
+        stores = {(s.node, s.storage): s for s in session.execute(select(NodeStorage)).scalars()}
+        assert len(stores) == 9 and stores[("pve2", "ceph")].shared and not stores[("pve1", "local-lvm")].shared
+        assert stores[("pve1", "local-lvm")].maxdisk > stores[("pve1", "local-lvm")].disk > 0
+        templates = {t.id: t for t in session.execute(select(Template)).scalars()}
+        assert (templates[tid].maxdisk, templates[tid].storage) == (32 * GIB, "local-lvm")
+        assert templates[shared_tid].storage == "ceph"
     collection = shared.get_default_database("openvle")["node_metrics"]
     docs = list(collection.find({}, {"_id": 0}))
     assert sorted(d["node"] for d in docs) == ["pve1", "pve2", "pve3"]
