@@ -380,3 +380,26 @@ def test_a_clone_whose_answer_was_lost_is_found_and_adopted_not_made_twice(pve, 
     assert mine == [row.vmid], f"one VM for the row, got {mine}"  # no untagged duplicate
     assert ours_in_sim(pve) == [row.vmid]
     assert len(sim_vms(pve)) == before + 1 and pve.state.faults.lost_clone_responses == [1]
+
+
+def test_node_sync_with_the_template_s_node_down_keeps_what_it_saw(pve, clean):
+    from openvle.enqueue import enqueue_operation
+    from openvle.jobs.nodes import sync_nodes
+
+    tid = template(pve)
+
+    def sync() -> dict:
+        task = enqueue_operation("nodes.sync")
+        return sync_nodes(TaskContext(task_id=task.id, attempt=1, max_attempts=4, queue="pve_periodic"))
+
+    sync()
+    pve.state.set_faults(down_nodes=["pve1"])
+    try:
+        assert sync()["nodes"] == 3  # the template's config cannot be read: the rest is synced anyway
+    finally:
+        pve.state.set_faults(down_nodes=[])
+    with session_scope() as session:
+        assert session.get(Template, tid).storage == "local-lvm"
+        statuses = {s.storage: s.status for s in session.execute(
+            select(NodeStorage).where(NodeStorage.node == "pve1")).scalars()}
+        assert statuses == {"local": "unknown", "local-lvm": "unknown", "ceph": "unknown"}, statuses

@@ -13,7 +13,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from openvle.clients.metrics import get_metrics_store
-from openvle.clients.proxmox import get_proxmox
+from openvle.clients.proxmox import Proxmox, ProxmoxError, get_proxmox
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Node, NodeStatus, NodeStorage, Template, Vm, VmState, utcnow
@@ -53,6 +53,7 @@ def sync_nodes(ctx: TaskContext) -> dict:
                 node.status, node.synced_at = NodeStatus.UNKNOWN, now
 
         _sync_storages(session, storages, now)
+        online = {d["node"] for d in nodes if d.get("status") == NodeStatus.ONLINE}
 
         for template in session.execute(select(Template)).scalars():
             found = by_vmid.get(template.pve_vmid)
@@ -60,9 +61,7 @@ def sync_nodes(ctx: TaskContext) -> dict:
                 template.node = found["node"]
                 template.maxmem = int(found.get("maxmem") or template.maxmem)
                 template.maxdisk = int(found.get("maxdisk") or template.maxdisk)
-                # the clones' disks go where the template's are (clones are made without a storage option)
-                template.storage = template_storage(pve.vm_config(template.node, template.pve_vmid)) \
-                    or template.storage
+                template.storage = _storage_of(pve, ctx, template, online) or template.storage
 
         missing, ours = [], set()
         for vm in session.execute(select(Vm).where(Vm.vmid.is_not(None), Vm.state.in_(VmState.LIVE))).scalars():
@@ -115,3 +114,16 @@ def _sync_storages(session, storages: list[dict], now) -> None:
     for key, row in known.items():
         if key not in seen:
             row.status, row.synced_at = "unknown", now
+
+
+def _storage_of(pve: Proxmox, ctx: TaskContext, template: Template, online: set[str]) -> str | None:
+    """Where the template's disks are, and so its clones' (they are made without a storage option).
+    A node that is down, or a config that cannot be read, leaves what the last sync saw: the sync of
+    everything else must not wait for it."""
+    if template.node not in online:
+        return None
+    try:
+        return template_storage(pve.vm_config(template.node, template.pve_vmid))
+    except ProxmoxError as exc:
+        ctx.log(f"storage of template {template.name} not read: {exc}", level="warning")
+        return None
