@@ -19,7 +19,7 @@ from helpers import account, bearer
 from openvle import capacity
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
-from openvle.db.models import AuditEntry, Email, Event, Node, Task, Template, Vm, VmState, utcnow
+from openvle.db.models import AuditEntry, Email, Event, Node, NodeStorage, Task, Template, Vm, VmState, utcnow
 from openvle.enqueue import enqueue_operation
 from openvle.events import DoesNotFit, create_event, create_template, request_deploy
 from openvle.jobs.lifecycle import lifecycle
@@ -211,3 +211,78 @@ def test_the_cli_shows_capacity_refuses_and_overrides_with_an_audit_record(clust
             AuditEntry.action == "cli.event.deploy").order_by(AuditEntry.id)).all()
     assert entries[0].outcome == 409 and "short by 2.4 GiB" in entries[0].detail
     assert tuple(entries[1]) == (200, "capacity check overridden")
+
+
+def on_storage(template: int, maxdisk: int, mode: str = "full", storage: str = "local-lvm") -> None:
+    """What node sync learns of the template's disk: its size and the storage its clones go to."""
+    with session_scope() as session:
+        session.execute(update(Template).where(Template.id == template).values(
+            maxdisk=maxdisk, storage=storage, clone_mode=mode))
+
+
+def storages(*rows: tuple) -> None:
+    with session_scope() as session:
+        session.add_all([NodeStorage(node=node, storage=name, shared=shared, status=status, maxdisk=size, disk=used)
+                         for node, name, shared, status, size, used in rows])
+
+
+def test_disk_short_while_memory_fits_does_not_fit_naming_the_disk_and_is_refused(cluster):
+    _, teacher = account("teach", "teacher")
+    on_storage(cluster, 32 * GIB)
+    # the template's local storage on pve1 is where its clones must be; pve2's local-lvm is no help
+    storages(("pve1", "local-lvm", False, "available", 200 * GIB, 2 * GIB),
+             ("pve2", "local-lvm", False, "available", 400 * GIB, 0))
+    event_id = lab(cluster, 5, name="Disk")
+    lab(cluster, 1, name="Same", start_in_days=11)  # overlapping: its clone needs 32 GiB there too
+    fit = fit_of(event_id)
+    assert fit.spare > 0  # memory fits
+    assert (fit.disk_per_vm, fit.disk_needed, fit.disk_usable, fit.disk_other_events, fit.disk_elsewhere) == (
+        32 * GIB, 160 * GIB, 180 * GIB, 32 * GIB, 2 * GIB), fit
+    assert fit.verdict == "does not fit" and fit.disk_verdict == "does not fit"
+    assert fit.summary.startswith("does not fit, disk short by 14.0 GiB on local-lvm: 5 VM(s) x 32.0 GiB (full "
+                                  "clone) = 160.0 GiB needed"), fit.summary
+    assert "; memory fits, " in fit.summary
+
+    with pytest.raises(DoesNotFit, match=r"disk short by 14.0 GiB on local-lvm"):
+        request_deploy(event_id, requested_by="user:teach")
+    shown = _client(teacher).get(f"/api/events/{event_id}").json()["capacity"]
+    assert (shown["verdict"], shown["storage"], shown["disk_spare"]) == ("does not fit", "local-lvm", -14 * GIB)
+    refused = _client(teacher).post(f"/api/events/{event_id}/deploy")
+    assert refused.status_code == 409 and "disk short by 14.0 GiB on local-lvm" in refused.json()["error"]
+
+
+def test_a_linked_clone_needs_a_share_of_the_template_s_disk(cluster, settings_env):
+    settings_env(ADMIN_EMAILS="ops@uni.example", CAPACITY_LINKED_CLONE_DISK_PERCENT="25")
+    on_storage(cluster, 32 * GIB, mode="linked")
+    storages(("pve1", "local-lvm", False, "available", 200 * GIB, 0))
+    event_id = lab(cluster, 5)
+    fit = fit_of(event_id)
+    assert (fit.disk_per_vm, fit.disk_needed, fit.disk_verdict) == (8 * GIB, 40 * GIB, "fits"), fit
+    assert "; disk 140.0 GiB to spare on local-lvm: 5 VM(s) x 8.0 GiB (linked clone, 25% of 32.0 GiB)" in fit.summary
+    on_storage(cluster, 32 * GIB, mode="full")  # the same event with full clones: all of it
+    assert fit_of(event_id).disk_needed == 160 * GIB
+
+
+def test_a_shared_storage_counts_once(cluster):
+    on_storage(cluster, 32 * GIB, storage="ceph")
+    # every node sees the same ceph pool: 100 GiB, 10 GiB used, not 200 GiB
+    storages(("pve1", "ceph", True, "available", 100 * GIB, 10 * GIB),
+             ("pve2", "ceph", True, "available", 100 * GIB, 10 * GIB),
+             ("pve3", "ceph", True, "unknown", 0, 0))
+    event_id = lab(cluster, 2)
+    fit = fit_of(event_id)
+    assert (fit.disk_usable, fit.disk_elsewhere, fit.disk_spare, fit.disk_verdict) == (
+        90 * GIB, 10 * GIB, 16 * GIB, "fits"), fit
+    short = fit_of(event_id, participants=3)
+    assert short.verdict == "does not fit" and short.summary.startswith("does not fit, disk short by 16.0 GiB on ceph")
+
+
+def test_an_unknown_disk_does_not_block(cluster):
+    event_id = lab(cluster, 10)
+    fit = fit_of(event_id)  # no node sync of the template's disk yet
+    assert fit.verdict == "fits" and fit.disk_verdict == "unknown"
+    assert "disk unknown: the template's disk is not known yet" in fit.summary, fit.summary
+    on_storage(cluster, 500 * GIB)  # known, but its storage not seen yet
+    fit = fit_of(event_id)
+    assert fit.verdict == "fits" and "disk unknown: storage local-lvm of node pve1 not seen" in fit.summary
+    assert request_deploy(event_id).created

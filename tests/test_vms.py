@@ -18,7 +18,7 @@ from openvle import pacing
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
-from openvle.db.models import CloneMode, Node, Template, Vm
+from openvle.db.models import CloneMode, Node, NodeStorage, Template, Vm
 from openvle.jobs.vms import MARK, request_action, request_clone, start_vm, stop_vm
 from openvle.reconcile import reconcile
 from sandbox.proxmox import ProxmoxSimulator
@@ -287,6 +287,7 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
     monkeypatch.setattr(metrics, "client_factory", lambda *a, **k: shared)
     metrics._store.cache_clear()
     tid = template(pve)
+    shared_tid = template(pve, vmid=9001)  # its disk is on the shared Ceph storage
     with session_scope() as session:  # one VM we know that Proxmox lost
         session.add(Vm(name="gone", template_id=tid, vmid=10500, node="pve2", state="ready"))
     pve.state.add_vm(vmid=10600, node="pve3", name="stray", tags="openvle")  # ours by tag, unknown
@@ -303,6 +304,13 @@ def test_node_sync_updates_the_db_and_writes_metrics(pve, clean, monkeypatch, se
         assert set(nodes) == {"pve1", "pve2", "pve3"} and all(n.status == "online" for n in nodes.values())
         assert nodes["pve1"].maxmem == 32 * GIB and nodes["pve3"].vms_total == 2
         assert session.execute(select(Vm.state).where(Vm.vmid == 10500)).scalar_one() == "missing"
+        # what the capacity check counts disk with: each node's storages, the templates' disks and storage
+        stores = {(s.node, s.storage): s for s in session.execute(select(NodeStorage)).scalars()}
+        assert len(stores) == 9 and stores[("pve2", "ceph")].shared and not stores[("pve1", "local-lvm")].shared
+        assert stores[("pve1", "local-lvm")].maxdisk > stores[("pve1", "local-lvm")].disk > 0
+        templates = {t.id: t for t in session.execute(select(Template)).scalars()}
+        assert (templates[tid].maxdisk, templates[tid].storage) == (32 * GIB, "local-lvm")
+        assert templates[shared_tid].storage == "ceph"
     collection = shared.get_default_database("openvle")["node_metrics"]
     docs = list(collection.find({}, {"_id": 0}))
     assert sorted(d["node"] for d in docs) == ["pve1", "pve2", "pve3"]
@@ -372,3 +380,26 @@ def test_a_clone_whose_answer_was_lost_is_found_and_adopted_not_made_twice(pve, 
     assert mine == [row.vmid], f"one VM for the row, got {mine}"  # no untagged duplicate
     assert ours_in_sim(pve) == [row.vmid]
     assert len(sim_vms(pve)) == before + 1 and pve.state.faults.lost_clone_responses == [1]
+
+
+def test_node_sync_with_the_template_s_node_down_keeps_what_it_saw(pve, clean):
+    from openvle.enqueue import enqueue_operation
+    from openvle.jobs.nodes import sync_nodes
+
+    tid = template(pve)
+
+    def sync() -> dict:
+        task = enqueue_operation("nodes.sync")
+        return sync_nodes(TaskContext(task_id=task.id, attempt=1, max_attempts=4, queue="pve_periodic"))
+
+    sync()
+    pve.state.set_faults(down_nodes=["pve1"])
+    try:
+        assert sync()["nodes"] == 3  # the template's config cannot be read: the rest is synced anyway
+    finally:
+        pve.state.set_faults(down_nodes=[])
+    with session_scope() as session:
+        assert session.get(Template, tid).storage == "local-lvm"
+        statuses = {s.storage: s.status for s in session.execute(
+            select(NodeStorage).where(NodeStorage.node == "pve1")).scalars()}
+        assert statuses == {"local": "unknown", "local-lvm": "unknown", "ceph": "unknown"}, statuses

@@ -27,14 +27,22 @@ _DISK = re.compile(r"^(scsi|virtio|ide|sata|efidisk|tpmstate)\d+$")
 _MEMORY = re.compile(r"(?:^|current=)(\d+)")  # "2048" or "current=2048,..." (MiB)
 
 
+def _disk_storages(config: dict) -> list[str]:
+    """The storages of a VM's disks (not CD-ROMs), in the order of their drive names."""
+    return [str(config[key]).split(":", 1)[0] for key in sorted(config)
+            if _DISK.match(key) and ":" in str(config[key]) and "media=cdrom" not in str(config[key])]
+
+
+def template_storage(config: dict) -> str | None:
+    """Where a template's first disk is, and so its clones' (the capacity check counts disk there)."""
+    found = _disk_storages(config)
+    return found[0] if found else None
+
+
 def clone_targets(pve: Proxmox, template: Template, config: dict) -> set[str] | None:
     """Nodes a clone of `template` can be created on: any (None) when all its disks are on shared
     storage; else only the template's own node ("can't clone VM to node ... uses local storage")."""
-    storages = {
-        str(value).split(":", 1)[0]
-        for key, value in config.items()
-        if _DISK.match(key) and ":" in str(value) and "media=cdrom" not in str(value)
-    }
+    storages = set(_disk_storages(config))
     shared = {r.get("storage") for r in pve.storage_resources() if int(r.get("shared") or 0)}
     return None if storages <= shared else {template.node}
 

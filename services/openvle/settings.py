@@ -117,6 +117,12 @@ class _Settings(BaseSettings):
     CAPACITY_TIGHT_PERCENT: int = setting(
         10, "an event that leaves less than this % of the usable memory to spare is shown as tight",
         "percent, 0 to 90", ge=0, le=90)
+    CAPACITY_DISK_RATIO: float = setting(
+        0.9, "share of the clones' storage events may plan with (thin storage may over-commit: above 1)",
+        "a number from 0.1 to 4", ge=0.1, le=4)
+    CAPACITY_LINKED_CLONE_DISK_PERCENT: int = setting(
+        20, "% of its template's disk a linked clone is counted as needing (it shares the template's base and "
+        "grows with use); a full clone needs all of it", "percent, 1 to 100", ge=1, le=100)
     DEPLOY_WINDOW_HOURS: int = setting(
         12, "hours before its start a 'ready by start' event is deployed in batches (its window)",
         "hours, 1 to 336", ge=1, le=336)

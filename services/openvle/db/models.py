@@ -186,6 +186,23 @@ class Node(Base):
     synced_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
+class NodeStorage(Base):
+    """A storage as one node sees it at the last sync (a shared one appears on every node: the
+    capacity check counts it once)."""
+
+    __tablename__ = "node_storages"
+    __table_args__ = (UniqueConstraint("node", "storage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    storage: Mapped[str] = mapped_column(String(64))
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="unknown")  # available when its node answers
+    disk: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes used
+    maxdisk: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes in all
+    synced_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
 class CloneMode:
     LINKED = "linked"
     FULL = "full"
@@ -204,6 +221,8 @@ class Template(Base):
     protocol: Mapped[str] = mapped_column(String(8), default="rdp")  # rdp, vnc or ssh (Guacamole)
     port: Mapped[int] = mapped_column(Integer, default=3389)
     maxmem: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes, from Proxmox at sync
+    maxdisk: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes of its disks, from Proxmox at sync
+    storage: Mapped[str | None] = mapped_column(String(64))  # where its disks (and so its clones') are, from sync
     moodle_course_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 

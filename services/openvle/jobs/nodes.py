@@ -13,11 +13,12 @@ from collections import Counter
 from sqlalchemy import select
 
 from openvle.clients.metrics import get_metrics_store
-from openvle.clients.proxmox import get_proxmox
+from openvle.clients.proxmox import Proxmox, ProxmoxError, get_proxmox
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
-from openvle.db.models import Node, NodeStatus, Template, Vm, VmState, utcnow
+from openvle.db.models import Node, NodeStatus, NodeStorage, Template, Vm, VmState, utcnow
 from openvle.operations import operation
+from openvle.placement import template_storage
 from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.jobs.nodes")
@@ -28,6 +29,7 @@ def sync_nodes(ctx: TaskContext) -> dict:
     pve = get_proxmox()
     nodes = pve.nodes()
     resources = pve.vm_resources()
+    storages = pve.storage_resources()
     now = utcnow()
     by_vmid = {int(r["vmid"]): r for r in resources if "vmid" in r}
     running = Counter(r["node"] for r in resources if r.get("status") == "running" and not r.get("template"))
@@ -50,11 +52,16 @@ def sync_nodes(ctx: TaskContext) -> dict:
             if name not in {d["node"] for d in nodes}:
                 node.status, node.synced_at = NodeStatus.UNKNOWN, now
 
+        _sync_storages(session, storages, now)
+        online = {d["node"] for d in nodes if d.get("status") == NodeStatus.ONLINE}
+
         for template in session.execute(select(Template)).scalars():
             found = by_vmid.get(template.pve_vmid)
             if found is not None:
                 template.node = found["node"]
                 template.maxmem = int(found.get("maxmem") or template.maxmem)
+                template.maxdisk = int(found.get("maxdisk") or template.maxdisk)
+                template.storage = _storage_of(pve, ctx, template, online) or template.storage
 
         missing, ours = [], set()
         for vm in session.execute(select(Vm).where(Vm.vmid.is_not(None), Vm.state.in_(VmState.LIVE))).scalars():
@@ -87,4 +94,36 @@ def sync_nodes(ctx: TaskContext) -> dict:
              "maxmem": int(d.get("maxmem") or 0), "vms_running": running[d["node"]], "vms_total": total[d["node"]]}
             for d in nodes
         ])
-    return {"nodes": len(nodes), "vms": len(by_vmid), "missing": missing, "orphans": orphans, "metrics": stored}
+    return {"nodes": len(nodes), "storages": len(storages), "vms": len(by_vmid), "missing": missing,
+            "orphans": orphans, "metrics": stored}
+
+
+def _sync_storages(session, storages: list[dict], now) -> None:
+    """One row per node and storage; a node that stopped reporting leaves its storages unknown."""
+    known = {(s.node, s.storage): s for s in session.execute(select(NodeStorage)).scalars()}
+    seen = set()
+    for data in storages:
+        key = (data["node"], data["storage"])
+        seen.add(key)
+        row = known.get(key) or NodeStorage(node=key[0], storage=key[1])
+        session.add(row)
+        row.shared = bool(int(data.get("shared") or 0))
+        row.status = data.get("status") or "unknown"
+        row.disk, row.maxdisk = int(data.get("disk") or 0), int(data.get("maxdisk") or 0)
+        row.synced_at = now
+    for key, row in known.items():
+        if key not in seen:
+            row.status, row.synced_at = "unknown", now
+
+
+def _storage_of(pve: Proxmox, ctx: TaskContext, template: Template, online: set[str]) -> str | None:
+    """Where the template's disks are, and so its clones' (they are made without a storage option).
+    A node that is down, or a config that cannot be read, leaves what the last sync saw: the sync of
+    everything else must not wait for it."""
+    if template.node not in online:
+        return None
+    try:
+        return template_storage(pve.vm_config(template.node, template.pve_vmid))
+    except ProxmoxError as exc:
+        ctx.log(f"storage of template {template.name} not read: {exc}", level="warning")
+        return None

@@ -190,10 +190,10 @@ class EventView(View):
 
 
 class CapacityView(View):
-    """Whether the event fits the cluster's memory over its VMs' life (README, Capacity)."""
+    """Whether the event fits the cluster's memory and disk over its VMs' life (README, Capacity)."""
 
-    verdict: str = Field(description="fits, tight, does not fit, or unknown (no node sync yet, template memory "
-                                     "not learned)")
+    verdict: str = Field(description="the worse of memory and disk: fits, tight, does not fit, or unknown (no node "
+                                     "sync yet, template memory not learned); an unknown disk leaves it to memory")
     summary: str = Field(description="the verdict and its numbers in one sentence")
     participants: int
     per_vm: int = Field(description="bytes of memory one VM of the template takes")
@@ -205,6 +205,16 @@ class CapacityView(View):
     nodes: int
     window_start: dt.datetime = Field(description="its deploy (EVENTS_START_PREP_TIME_DAYS before the start)")
     window_end: dt.datetime = Field(description="its archive (EVENTS_END_PREP_TIME_DAYS after the end)")
+    disk_verdict: str = Field(description="the disk's own verdict; unknown before node sync learns the template's "
+                                          "disk and storage")
+    storage: str | None = Field(description="the storage the clones' disks go to (the template's)")
+    disk_per_vm: int = Field(description="bytes one clone needs there: the template's disk (full clone) or "
+                                         "CAPACITY_LINKED_CLONE_DISK_PERCENT of it (linked clone)")
+    disk_needed: int = Field(description="bytes: participants x disk_per_vm")
+    disk_usable: int = Field(description="bytes: the storage's size x CAPACITY_DISK_RATIO (a shared one once)")
+    disk_other_events: int = Field(description="bytes overlapping events need on the storage")
+    disk_elsewhere: int = Field(description="bytes other disks use on the storage")
+    disk_spare: int = Field(description="bytes left after this event; negative: short by that much")
 
 
 class BatchView(View):
