@@ -99,8 +99,10 @@ def note_life(redis: Redis, name: str, directory: Path) -> list[str]:
     """Leave worker `name`'s life note in `directory`; returns the workers its notes there show dead.
 
     A note from another pid space (or boot) is this container's worker before it was started again,
-    dead with it: said in Redis, so every worker's next look hands its jobs back. A note from this
-    pid space whose process is gone is only tidied away (its pid tells anyway)."""
+    dead with it. A note from this pid space is judged by its pid: a container started again may get
+    its old pid namespace's number back (the kernel reuses them), and its old pid then runs nothing
+    or a newer process. Either way the verdict is said in Redis, so every worker's next look hands
+    that worker's jobs back at once."""
     space = pid_space()
     if not space:  # not Linux: nothing to compare
         return []
@@ -109,21 +111,22 @@ def note_life(redis: Redis, name: str, directory: Path) -> list[str]:
     for path in directory.glob("*.life"):
         try:
             note = json.loads(path.read_text())
-            other, other_space = note["name"], note["pid_space"]
+            other, other_space, pid, birth = note["name"], note["pid_space"], int(note["pid"]), note["birth"]
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)  # half written when its worker was killed
             continue
-        if other_space != space:
-            redis.set(KNOWN_DEAD_KEY.format(other), f"its worker {other} is gone (its container was started again)",
-                      ex=KNOWN_DEAD_TTL)
-            dead.append(other)
-            path.unlink(missing_ok=True)
-        elif other != name and _gone(int(note["pid"]), utcparse(note["birth"])):
-            path.unlink(missing_ok=True)
+        if other == name:
+            continue  # written anew below
+        gone = "its container was started again" if other_space != space else _gone(pid, utcparse(birth))
+        if gone is None:
+            continue  # alive: another worker of this container or machine
+        redis.set(KNOWN_DEAD_KEY.format(other), f"its worker {other} is gone ({gone})", ex=KNOWN_DEAD_TTL)
+        dead.append(other)
+        path.unlink(missing_ok=True)
     note = {"name": name, "pid_space": space, "pid": os.getpid(), "birth": utcformat(dt.datetime.now(dt.UTC))}
     (directory / f"{name}.life").write_text(json.dumps(note))
     if dead:
-        log.warning("worker(s) of this container before it was started again: %s; their jobs are retried",
+        log.warning("workers that left a life note in %s and are gone: %s; their jobs are retried", directory,
                     ", ".join(dead))
     return dead
 
