@@ -83,7 +83,7 @@ def test_teacher_creates_an_event_adds_three_and_watches_the_deploy_reach_100(lo
     expect(rows).to_have_count(3)
 
     page.evaluate("window.sameDocument = true")  # gone if the page reloads or navigates
-    page.get_by_role("button", name="Deploy").click()
+    page.get_by_role("button", name="Deploy", exact=True).click()
     expect(page.locator("#event-status")).to_have_text(re.compile("deploying|deployed"))
     expect(page.locator("#percent")).not_to_have_text("0 %")  # the first steps settle on screen
     if "deploying" in page.locator("#event-status").inner_text():
