@@ -148,6 +148,17 @@ def _lost_clone_attempts(event_id: int) -> list:
             SubTask.error.like("attempt lost%"))).scalars())
 
 
+def _open_clone_attempts(event_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from openvle.db.engine import session_scope
+    from openvle.db.models import SubTask, Task
+
+    with session_scope() as session:
+        return session.execute(select(func.count()).select_from(SubTask).join(Task, Task.id == SubTask.task_id).where(
+            Task.event_id == event_id, Task.operation == "vm.clone", SubTask.status == "processing")).scalar()
+
+
 def test_a_deploy_of_20_with_6s_clones_without_faults(lab, start_role, settings_env):
     """The yardstick for the kill below: the same deploy, nothing broken."""
     env = {**lab["env"], **FAST_RECOVERY}
@@ -183,10 +194,14 @@ def test_kill9_the_clone_worker_mid_deploy_of_20_costs_seconds(lab, start_role, 
 
     clock = Clock()
     request_deploy(event_id)
-    wait_for(lambda: operation_done("vm.clone") >= 4 and _clone_running_in_a_horse(), 300,
-             "4 clones done and one running in a horse", roles["worker-vm-clone"])
+    wait_for(lambda: operation_done("vm.clone") >= 4, 300, "4 clones done", roles["worker-vm-clone"])
+    # Each Proxmox answer now takes 0.5 s, so a clone job seen in a horse is still in it when the kill
+    # lands (a quiet machine runs a clone job in ~250 ms: the kill could fall between two jobs).
+    lab["pve"].state.set_faults(latency=0.5)
+    wait_for(_clone_running_in_a_horse, 300, "a clone running in a horse", roles["worker-vm-clone"], interval=0.05)
     kill9(roles["worker-vm-clone"])
     killed_at = utcnow()
+    lab["pve"].state.set_faults(latency=0)
     time.sleep(5)  # the fault plan: started again 5 s later, as compose's restart would
     roles["worker-vm-clone"] = start_role("worker-vm-clone", **env)
     event = wait_settled(event_id, ("deployed", "deployed_with_failures"), 600, roles["worker"])
@@ -198,8 +213,10 @@ def test_kill9_the_clone_worker_mid_deploy_of_20_costs_seconds(lab, start_role, 
     report(counts)
 
     assert event.status == "deployed", event.status_reason
-    # How soon is a figure (the report line, the README's table), never a timed assertion: what must
-    # hold is that the killed attempt was recorded as lost and then done again.
-    assert lost, "the killed clone's attempt was never recorded as lost"
+    # How soon is a figure (the report line, the README's table), never a timed assertion. What must
+    # hold: no attempt is left open, and nothing is lost or made twice. (The kill may also land after a
+    # clone job handed back to RQ and before its worker closed the attempt: then that attempt is closed
+    # by the reconciler, not as lost; tests/test_recovery.py pins the "attempt lost" record itself.)
+    assert _open_clone_attempts(event_id) == 0, "a killed clone's attempt was left open"
     assert (counts.tasks_lost, counts.tasks_stuck, counts.failed_for_good, counts.vms_twice, counts.guacamole_twice,
             counts.moodle_users_twice, counts.emails_twice) == (0,) * 7, counts.line()
