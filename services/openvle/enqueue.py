@@ -7,7 +7,6 @@ Task stays `queued` without a job and the reconciler enqueues it (see reconcile.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from openvle.logs import job_context
 from openvle.operations import get_operation
 from openvle.queues import QueuePolicy, policy
 from openvle.settings import get_settings
+from openvle.targets import Target
 
 log = logging.getLogger("openvle.enqueue")
 
@@ -139,15 +139,12 @@ def run_step(operation: str, params: dict[str, Any], *, target: str, run: str,
 def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, int | None]:
     """(event id, VM id) a Task concerns, from its params or its target ("event:4/…", "vm:12")."""
     event_id, vm_id = params.get("event_id"), params.get("vm_id")
-    if not isinstance(event_id, int) and target and (match := _EVENT_TARGET.match(target)):
-        event_id = int(match[1])
-    if not isinstance(vm_id, int) and target and (match := _VM_TARGET.search(target)):
-        vm_id = int(match[1])
+    parsed = Target.parse(target)
+    if not isinstance(event_id, int):
+        event_id = parsed.event_id
+    if not isinstance(vm_id, int):
+        vm_id = parsed.vm_id
     return (event_id if isinstance(event_id, int) else None), (vm_id if isinstance(vm_id, int) else None)
-
-
-_EVENT_TARGET = re.compile(r"event:(\d+)")
-_VM_TARGET = re.compile(r"(?:^|/)vm:(\d+)")
 
 
 class ParentJobsMissing(Exception):

@@ -24,6 +24,7 @@ from openvle.service import events, fresh_starts, templates
 from openvle.service.tasks import TaskFilter, tasks_of
 from openvle.service.views import EventDetailView
 from openvle.specs import EventPatch, EventSpec, Member
+from openvle.targets import Target
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -114,10 +115,11 @@ def _history(request: Request, actor: Actor, event_id: int):
 
 def _step(target: str | None, names: dict[int, str]) -> str:
     """"event:4/participant:9/clone" -> "ada: clone"; "event:4/course" -> "course"; "event:4" -> "event"."""
-    parts = (target or "").split("/")
-    if len(parts) == 3 and parts[1].startswith("participant:") and parts[1][12:].isdigit():
-        return f"{names.get(int(parts[1][12:]), parts[1])}: {parts[2]}"
-    return parts[-1] if len(parts) > 1 else "event"
+    parsed = Target.parse(target)
+    pid = parsed.participant_id
+    if pid is not None and len(parsed.parts) == 3:
+        return f"{names.get(pid, f'participant:{pid}')}: {parsed.leaf}"
+    return parsed.leaf if len(parsed.parts) > 1 else "event"
 
 
 def _event_page(request: Request, actor: Actor, event_id: int, status: int = 200, **forms: FormState) -> Response:
