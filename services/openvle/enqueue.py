@@ -14,8 +14,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
 from rq.job import Dependency, Job
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select
 
+from openvle import records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
 from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
@@ -39,8 +40,6 @@ _PARENTS = select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(
 # meanwhile either committed first (we see it) or waits for our commit and then finds and cancels
 # us: never a child left queued behind a failure.
 _LOCK_PARENTS = _PARENTS.with_for_update()
-_CANCEL = update(Task.__table__).where(Task.__table__.c.id == bindparam("tid")).values(
-    status=TaskStatus.CANCELLED, finished_at=bindparam("now"), error=bindparam("why"))
 
 
 def enqueue_operation(
@@ -82,7 +81,7 @@ def enqueue_operation(
         if failed:  # RQ would defer it forever behind a failed parent
             values.update(status=TaskStatus.CANCELLED, finished_at=now, error=(
                 f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"))
-            conn.execute(_CANCEL, {"tid": task_id, "now": now, "why": values["error"]})
+            records.born_cancelled(conn, task_id, values["error"], now)
     task = Task(id=task_id, **values)  # detached: callers read it, nobody writes through it
 
     if task.status == TaskStatus.QUEUED:
