@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from openvle import alerts
 from openvle.cli_accounts import add_commands as add_account_commands
 from openvle.cli_events import add_commands as add_event_commands
 from openvle.cli_events import add_vm_commands, use_dev_redis
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.lines:
             print(f"openvle: {line}", file=sys.stderr)
         return EXIT_USAGE
+    alerts.register()  # a Task this process sees fail for good (a role's, a command's) tells the admins
 
     command = args.command or "run"
     if command == "config" and args.example:
