@@ -28,6 +28,13 @@ log = logging.getLogger("openvle.proxmox")
 T = TypeVar("T")
 
 
+def dns_name(text: str) -> str:
+    """Proxmox VM names must be DNS names: lowercase letters, digits and hyphens, at most 63."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return name or "vm"
+
+
+
 class ProxmoxError(Exception):
     """A Proxmox call or task failed; `message` is what Proxmox said."""
 
