@@ -62,7 +62,7 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
 
 
 def deploy_batches(ctx: TaskContext, now: str | None = None) -> dict:
-    """Every minute: request the spread deploys' batches that are due (spread.py). A run that was
+    """Every minute: request the spread deploys' batches that are due (spread_trigger.py). A run that was
     missed is made up by the next one: a batch is due from its time on until it is requested."""
     now_at = dt.datetime.fromisoformat(now.rstrip("Z")) if now else utcnow()
     asked = spread_trigger.request_due(now_at)
