@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     command = args.command or "run"
     if command == "config" and args.example:
-        from openvle.settings import env_example
+        from openvle.settings import Settings
+        from openvle.settings_help import env_example
 
-        sys.stdout.write(env_example())
+        sys.stdout.write(env_example(Settings))
         return 0
     if command == "config":
         print("# the settings of this shell's environment (and .env), secrets masked; a running `make dev`\n"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from openvle.settings import _Settings
+    from openvle.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -79,7 +79,8 @@ def check_database() -> None:
 
     from openvle.db.engine import get_engine
     from openvle.db.schema import current_revision, head_revision
-    from openvle.settings import get_settings, mask_url
+    from openvle.settings import get_settings
+    from openvle.settings_help import mask_url
 
     url = mask_url(get_settings().DATABASE_URL)
     try:
@@ -167,7 +168,7 @@ def add_vm_commands(commands: argparse._SubParsersAction) -> None:
                        help="with --wait: stop waiting after this long (exit 1; the work goes on)")
 
 
-def run(args: argparse.Namespace, settings: _Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run `openvle template|event ACTION`; every expected problem is one line, never a traceback."""
     _quiet_logs(settings)
     handler = {
@@ -208,7 +209,8 @@ def _explain(exc: Exception) -> int | None:
 
     from openvle.errors import QueueUnavailable
     from openvle.events import EventError
-    from openvle.settings import get_settings, mask_url
+    from openvle.settings import get_settings
+    from openvle.settings_help import mask_url
 
     if isinstance(exc, EventError):
         fail(f"{exc} (see `openvle event list` and `openvle event show ID`)")
@@ -240,7 +242,7 @@ def note(message: str) -> None:
     print(f"openvle: {message}", file=sys.stderr, flush=True)
 
 
-def _quiet_logs(settings: _Settings) -> None:
+def _quiet_logs(settings: Settings) -> None:
     """The CLI's own output is for people: log lines only from WARNING up, and on stderr."""
     import logging
 
