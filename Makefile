@@ -60,10 +60,13 @@ test-faults: $(STAMP)
 test-compose: $(STAMP)
 	$(PY) -m pytest -m compose --durations=25 tests/compose
 
+# ruff, hadolint, the compose files; and the structure: each layer imports only those below it and no
+# module is in an import loop (import-linter's contracts in pyproject.toml, tests/test_import_graph.py).
 lint: $(STAMP)
 	$(PY) -m ruff check services tests bench migrations
 	$(VENV)/bin/hadolint docker/Dockerfile
-	$(PY) -m pytest -q tests/test_docker.py
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q tests/test_docker.py tests/test_import_graph.py
 
 migrate: $(STAMP)
 	$(PY) -m openvle migrate

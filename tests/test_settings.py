@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import WAIT_SCALE
-from openvle.settings import COMPOSE_ONLY, TERMINAL, Settings, SettingsError, load_settings
+from openvle.settings import Settings, SettingsError, load_settings
+from openvle.settings_help import COMPOSE_ONLY, TERMINAL
 
 ROOT = Path(__file__).resolve().parents[1]
 

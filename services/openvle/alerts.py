@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 
+from openvle import failure_hooks
 from openvle.db.engine import session_scope
 from openvle.db.models import Task
 from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.alerts")
+
+
+def register() -> None:
+    """Alert on every Task this process sees fail for good; each entry point calls it at start."""
+    failure_hooks.on_failed_for_good(task_failed)
 
 
 def task_failed(task_id: int, cancelled: int) -> None:

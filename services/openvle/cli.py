@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from openvle import alerts
 from openvle.cli_accounts import add_commands as add_account_commands
 from openvle.cli_base import use_dev_redis
 from openvle.cli_events import add_commands as add_event_commands
@@ -57,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.lines:
             print(f"openvle: {line}", file=sys.stderr)
         return EXIT_USAGE
+    alerts.register()  # a Task this process sees fail for good (a role's, a command's) tells the admins
 
     command = args.command or "run"
     if command == "config" and args.example:
-        from openvle.settings import env_example
+        from openvle.settings import Settings
+        from openvle.settings_help import env_example
 
-        sys.stdout.write(env_example())
+        sys.stdout.write(env_example(Settings))
         return 0
     if command == "config":
         print("# the settings of this shell's environment (and .env), secrets masked; a running `make dev`\n"

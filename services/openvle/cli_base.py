@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import datetime as dt
 
-    from openvle.settings import _Settings
+    from openvle.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -61,7 +61,8 @@ def check_database() -> None:
 
     from openvle.db.engine import get_engine
     from openvle.db.schema import current_revision, head_revision
-    from openvle.settings import get_settings, mask_url
+    from openvle.settings import get_settings
+    from openvle.settings_help import mask_url
 
     url = mask_url(get_settings().DATABASE_URL)
     try:
@@ -104,7 +105,8 @@ def _explain(exc: Exception) -> int | None:
 
     from openvle.errors import QueueUnavailable
     from openvle.events import EventError
-    from openvle.settings import get_settings, mask_url
+    from openvle.settings import get_settings
+    from openvle.settings_help import mask_url
 
     if isinstance(exc, EventError):
         fail(f"{exc} (see `openvle event list` and `openvle event show ID`)")
@@ -136,7 +138,7 @@ def note(message: str) -> None:
     print(f"openvle: {message}", file=sys.stderr, flush=True)
 
 
-def quiet_logs(settings: _Settings) -> None:
+def quiet_logs(settings: Settings) -> None:
     """The CLI's own output is for people: log lines only from WARNING up, and on stderr."""
     import logging
 

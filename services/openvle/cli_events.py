@@ -34,7 +34,7 @@ from openvle.cli_progress import EVENT_STAGES, PARTICIPANT_STAGES, report, watch
 from openvle.cli_yaml import load_yaml, models, validate
 
 if TYPE_CHECKING:
-    from openvle.settings import _Settings
+    from openvle.settings import Settings
 
 # --- argument parsing ----------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ def add_vm_commands(commands: argparse._SubParsersAction) -> None:
                        help="with --wait: stop waiting after this long (exit 1; the work goes on)")
 
 
-def run(args: argparse.Namespace, settings: _Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run `openvle template|event ACTION`; every expected problem is one line, never a traceback."""
     quiet_logs(settings)
     handler = {

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import make_url
 
 from openvle.errors import PermanentError
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 MIN_KEY_LENGTH = 32
 MIN_DISTINCT_CHARACTERS = 10
@@ -54,7 +54,7 @@ def _check_strength(name: str, value: str) -> str:
     return value
 
 
-def _embedded_key_file(settings: _Settings) -> Path | None:
+def _embedded_key_file(settings: Settings) -> Path | None:
     """The key file of the embedded setup (SQLite): beside the database file; None otherwise."""
     url = make_url(settings.DATABASE_URL)
     if url.get_backend_name() != "sqlite":
@@ -81,7 +81,7 @@ def _read_or_make(path: Path) -> str:
     return key
 
 
-def keys(settings: _Settings | None = None) -> list[str]:
+def keys(settings: Settings | None = None) -> list[str]:
     """[current, *previous] key strings; raises SecretKeyError when SECRET_KEY is missing or weak."""
     settings = settings or get_settings()
     if settings.SECRET_KEY is not None:
@@ -97,7 +97,7 @@ def keys(settings: _Settings | None = None) -> list[str]:
     return [current, *[_check_strength("a key in SECRET_KEY_PREVIOUS", k) for k in previous.split(",") if k.strip()]]
 
 
-def check(settings: _Settings | None = None) -> None:
+def check(settings: Settings | None = None) -> None:
     """At start of the roles that read or write credentials: fail now, not in the middle of a job."""
     keys(settings)
 
@@ -112,15 +112,15 @@ def _box(key_list: tuple[str, ...]) -> MultiFernet:
     return MultiFernet([_fernet(k) for k in key_list])
 
 
-def box(settings: _Settings | None = None) -> MultiFernet:
+def box(settings: Settings | None = None) -> MultiFernet:
     return _box(tuple(keys(settings)))
 
 
-def encrypt(plain: str, settings: _Settings | None = None) -> str:
+def encrypt(plain: str, settings: Settings | None = None) -> str:
     return box(settings).encrypt(plain.encode()).decode("ascii")
 
 
-def decrypt(sealed: str, settings: _Settings | None = None) -> str:
+def decrypt(sealed: str, settings: Settings | None = None) -> str:
     try:
         return box(settings).decrypt(sealed.encode("ascii")).decode()
     except (InvalidToken, UnicodeEncodeError):
@@ -129,7 +129,7 @@ def decrypt(sealed: str, settings: _Settings | None = None) -> str:
             "changed without putting the old key in SECRET_KEY_PREVIOUS?") from None
 
 
-def reencrypt(sealed: str, settings: _Settings | None = None) -> str:
+def reencrypt(sealed: str, settings: Settings | None = None) -> str:
     """The same value sealed under the current SECRET_KEY (for `openvle secrets rotate`)."""
     try:
         return box(settings).rotate(sealed.encode("ascii")).decode("ascii")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from openvle.cli_base import EXIT_FAILED, EXIT_OK, StoreError, check_database, guarded, use_dev_redis
 from openvle.cli_progress import report, watch
-from openvle.settings import _Settings, get_settings, mask_url
+from openvle.settings import Settings, get_settings
+from openvle.settings_help import mask_url
 
 TEMPLATE = {"name": "demo-ubuntu", "pve_vmid": 9001, "node": "pve1", "clone_mode": "linked", "protocol": "rdp",
             "moodle_course_id": 2}
@@ -41,7 +42,7 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def run(settings: _Settings, pause: bool = True) -> int:
+def run(settings: Settings, pause: bool = True) -> int:
     from openvle.cli_base import quiet_logs
 
     quiet_logs(settings)
@@ -83,7 +84,7 @@ def _workers(redis) -> set[str]:
     return {q for w in Worker.all(connection=redis) for q in w.queue_names()}
 
 
-def _system_ready(settings: _Settings) -> bool:
+def _system_ready(settings: Settings) -> bool:
     """A dev system (or any) runs on these stores: workers for the event queues are registered.
 
     REDIS_URL unset and no live var/redis/redis.sock means no `make dev` here: its Redis would be

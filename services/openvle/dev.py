@@ -20,7 +20,7 @@ from pathlib import Path
 
 from openvle.db.engine import get_engine
 from openvle.db.schema import upgrade
-from openvle.settings import _Settings
+from openvle.settings import Settings
 
 DEV_ROLES = ("sandbox", "backend", "scheduler", "worker-all")
 STOP_TIMEOUT = 60
@@ -32,7 +32,7 @@ def _pump(role: str, stream, width: int) -> None:
         sys.stdout.flush()
 
 
-def run(settings: _Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
+def run(settings: Settings, roles: tuple[str, ...] = DEV_ROLES) -> int:
     env = dict(os.environ)
     embedded = None
     if "REDIS_URL" not in os.environ:

@@ -107,7 +107,7 @@ def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target
     """`enqueue_operation`, unless a Task of `operation` on `target` is still active: then that one.
 
     Planning uses it, so a retried or duplicated planner never queues a step twice. Callers that may
-    plan at the same time hold a lock around their planning (see jobs/events.py)."""
+    plan at the same time hold a lock around their planning (see event_plans.py)."""
     from openvle.db.engine import session_scope
 
     with session_scope() as session:

@@ -33,6 +33,7 @@ from openvle.db.models import (
     utcnow,
 )
 from openvle.enqueue import enqueue_operation
+from openvle.event_plans import plan_archive, plan_deploy
 from openvle.targets import Target
 
 log = logging.getLogger("openvle.events")
@@ -64,10 +65,6 @@ class DoesNotFit(EventError):
 class Request:
     task_id: int
     created: bool  # False: an identical request was already in flight, this is it
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "event"
 
 
 def active_task(event_id: int, operation: str) -> Task | None:
@@ -185,17 +182,6 @@ def release_stuck() -> list[int]:
             alerts.event_stuck(event_id, name, reason)
             released.append(event_id)
     return released
-
-
-def participants(event_id: int, ids: list[int] | None = None) -> list[Participant]:
-    """The event's current people; or exactly those `ids` (a removed one included, to archive them)."""
-    query = select(Participant).where(Participant.event_id == event_id).order_by(Participant.id)
-    if ids is None:
-        query = query.where(Participant.removed_at.is_(None))
-    else:
-        query = query.where(Participant.id.in_(ids))
-    with session_scope() as session:
-        return list(session.execute(query).scalars())
 
 
 # --- making templates, people and events (the CLI and tests use these) ----------------------------
@@ -321,8 +307,6 @@ def _check_names(participants_: list[dict], teachers: list[dict]) -> None:
 
 def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT, requested_by: str | None = None) -> int:
     """Add someone; in a deployed event, provision just them (the steps name `requested_by`)."""
-    from openvle.jobs.events import plan_deploy
-
     with session_scope() as session:
         event = session.get(Event, event_id)
         if event is None:
@@ -342,8 +326,6 @@ def add_participant(event_id: int, user_id: int, role: str = Role.PARTICIPANT, r
 
 def remove_participant(event_id: int, user_id: int, requested_by: str | None = None) -> int:
     """Remove someone; in a deployed event, archive just them (access, VM, account)."""
-    from openvle.jobs.events import plan_archive
-
     with session_scope() as session:
         person = session.execute(select(Participant).where(
             Participant.event_id == event_id, Participant.user_id == user_id,

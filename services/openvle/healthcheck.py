@@ -10,7 +10,7 @@ import datetime as dt
 import socket
 import sys
 
-from openvle.settings import _Settings
+from openvle.settings import Settings
 
 
 def _recent(when: dt.datetime | None, seconds: int) -> bool:
@@ -21,7 +21,7 @@ def _recent(when: dt.datetime | None, seconds: int) -> bool:
     return (dt.datetime.now(dt.UTC) - when).total_seconds() < seconds
 
 
-def check(settings: _Settings) -> int:
+def check(settings: Settings) -> int:
     role = settings.SERVICE_ROLE
     host = socket.gethostname()
     try:

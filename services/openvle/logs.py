@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from openvle.settings import mask_url
+from openvle.settings_help import mask_url
 
 
 @dataclass(frozen=True)

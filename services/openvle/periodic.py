@@ -32,7 +32,7 @@ from openvle.db.models import Task, TaskStatus
 from openvle.enqueue import enqueue_once
 from openvle.errors import QueueUnavailable
 from openvle.operations import get_operation
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 log = logging.getLogger("openvle.periodic")
 
@@ -44,7 +44,7 @@ DAILY_TICK_TTL = 3600  # a daily tick waiting longer is dropped: the next heartb
 class Periodic:
     name: str
     operation: str
-    every: Callable[[_Settings], int] | None = None  # seconds
+    every: Callable[[Settings], int] | None = None  # seconds
     cron: str | None = None  # UTC
 
 
@@ -61,7 +61,7 @@ PERIODIC: tuple[Periodic, ...] = (
 BY_NAME = {p.name: p for p in PERIODIC}
 
 
-def slot_of(periodic: Periodic, enqueued_ts: float, settings: _Settings) -> int:
+def slot_of(periodic: Periodic, enqueued_ts: float, settings: Settings) -> int:
     """The run this tick belongs to: interval number, or the minute for cron schedules."""
     length = periodic.every(settings) if periodic.every else 60
     return math.floor(enqueued_ts / length)
@@ -126,7 +126,7 @@ def catch_up(now: dt.datetime, claimant: str) -> list[str]:
     return made
 
 
-def register_all(cron: CronScheduler, settings: _Settings) -> None:
+def register_all(cron: CronScheduler, settings: Settings) -> None:
     for periodic in PERIODIC:
         if periodic.operation == "nodes.sync" and not settings.PVE_HOST:
             log.warning("node sync is off: PVE_HOST is not set")

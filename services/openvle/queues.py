@@ -8,10 +8,7 @@ interval list from its end, so `retry_intervals()` builds a list exactly `max_re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from openvle.settings import _Settings
+from typing import Protocol
 
 FIXED_RETRIES = 3  # pve_periodic and core_periodic, whatever WORKER_MAX_RETRY says
 
@@ -82,7 +79,15 @@ def retry_intervals(intervals: tuple[int, ...], max_retries: int) -> tuple[int, 
     return tuple(intervals[min(k, len(intervals) - 1)] for k in range(max_retries))
 
 
-def policy(queue: str, settings: _Settings) -> QueuePolicy:
+class QueueSettings(Protocol):
+    """What a policy reads of the settings (settings.py, which imports this table to make its fields)."""
+
+    WORKER_MAX_RETRY: int
+
+    def queue_override(self, queue: str, what: str) -> int | None: ...
+
+
+def policy(queue: str, settings: QueueSettings) -> QueuePolicy:
     spec = QUEUES[queue]
     max_retries = spec.fixed_retries if spec.fixed_retries is not None else settings.WORKER_MAX_RETRY
     return QueuePolicy(

@@ -5,29 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from openvle.queues import ROLE_QUEUES
-from openvle.settings import _Settings
+from openvle.settings import Settings
 
 
-def _backend(settings: _Settings) -> int:
+def _backend(settings: Settings) -> int:
     from openvle.backend.server import run
 
     return run(settings)
 
 
-def _scheduler(settings: _Settings) -> int:
+def _scheduler(settings: Settings) -> int:
     from openvle.scheduler import run
 
     return run(settings)
 
 
-def _sandbox(settings: _Settings) -> int:
+def _sandbox(settings: Settings) -> int:
     from sandbox.runner import run
 
     return run(settings)
 
 
-def _worker(role: str) -> Callable[[_Settings], int]:
-    def start(settings: _Settings) -> int:
+def _worker(role: str) -> Callable[[Settings], int]:
+    def start(settings: Settings) -> int:
         from openvle.worker import run
 
         return run(role, settings)
@@ -35,7 +35,7 @@ def _worker(role: str) -> Callable[[_Settings], int]:
     return start
 
 
-ROLES: dict[str, Callable[[_Settings], int]] = {
+ROLES: dict[str, Callable[[Settings], int]] = {
     "backend": _backend,
     "scheduler": _scheduler,
     **{role: _worker(role) for role in ROLE_QUEUES},
@@ -52,7 +52,7 @@ class UnknownRole(Exception):
             super().__init__(f"SERVICE_ROLE is not set: choose one of {valid}")
 
 
-def resolve(role: str | None) -> Callable[[_Settings], int]:
+def resolve(role: str | None) -> Callable[[Settings], int]:
     if role not in ROLES:
         raise UnknownRole(role)
     return ROLES[role]

@@ -12,7 +12,7 @@ from rq.cron import CronScheduler
 from openvle import stores
 from openvle.connections import get_redis
 from openvle.periodic import register_all
-from openvle.settings import _Settings
+from openvle.settings import Settings
 
 log = logging.getLogger("openvle.scheduler")
 
@@ -46,7 +46,7 @@ class PatientCron(CronScheduler):
             log.warning("could not unregister from Redis while stopping")
 
 
-def run(settings: _Settings) -> int:
+def run(settings: Settings) -> int:
     # rq 3 reads cron strings in local time (2.12 in UTC): pin the process to UTC either way.
     os.environ["TZ"] = "UTC"
     time.tzset()

@@ -23,13 +23,14 @@ from rq.job import Job, JobStatus
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from openvle import alerts, records, stores
+from openvle import records, stores
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.deadlocks import retry_deadlocks
 from openvle.db.engine import get_engine
 from openvle.db.models import Task, TaskStatus
 from openvle.errors import PermanentError
+from openvle.failure_hooks import failed_for_good
 from openvle.logs import job_context, mask
 from openvle.operations import get_operation
 from openvle.queues import policy
@@ -212,7 +213,7 @@ def _fail_attempt(job: Job | None, task_id: int, attempt: int, queue: str, exc: 
         # A permanent error is an expected answer; anything else gets its traceback for debugging.
         log.error("failed for good after %.2fs (%s): %s", took, kind, message, exc_info=None if permanent else exc)
         cancel_jobs(cancelled)
-        alerts.task_failed(task_id, len(cancelled))
+        failed_for_good(task_id, len(cancelled))
     else:
         log.warning("failed after %.2fs: %s; next attempt in %ss", took, message, wait)
         log.debug("traceback of the failed attempt", exc_info=exc)
@@ -244,7 +245,7 @@ def record_lost_attempt(task_id: int, reason: str, final: bool, queue: str) -> N
         log.error("%s (%s)", reason, "failed for good" if final else f"next attempt in {wait}s")
     cancel_jobs(cancelled)
     if final:
-        alerts.task_failed(task_id, len(cancelled))
+        failed_for_good(task_id, len(cancelled))
 
 
 # --- RQ hooks: attempts that end without an exception in `execute` ------------------------------------

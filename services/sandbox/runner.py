@@ -13,16 +13,16 @@ import signal
 import threading
 from pathlib import Path
 
-from openvle.settings import _Settings
+from openvle.settings import Settings
 
 log = logging.getLogger("sandbox")
 
 
-def ca_file(settings: _Settings) -> Path:
+def ca_file(settings: Settings) -> Path:
     return Path(settings.SANDBOX_DIR) / "pve-ca.pem"
 
 
-def run(settings: _Settings) -> int:
+def run(settings: Settings) -> int:
     """Start every simulator the settings give credentials for; write the CA file last (it tells
     `openvle dev` the sandbox is ready)."""
     from sandbox.mail import MailCatcher

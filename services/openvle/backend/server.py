@@ -11,12 +11,12 @@ from openvle.backend.app import create_app
 from openvle.db.engine import get_engine
 from openvle.db.schema import upgrade, wait_until_current
 from openvle.operations import load_jobs
-from openvle.settings import _Settings
+from openvle.settings import Settings
 
 log = logging.getLogger("openvle.backend")
 
 
-def run(settings: _Settings) -> int:
+def run(settings: Settings) -> int:
     load_jobs()
     engine = get_engine()
     stores.wait_for_database(engine)  # said once, and once that it is back; Redis is asked per request

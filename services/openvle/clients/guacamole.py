@@ -18,7 +18,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from openvle.clients.tls import client_context, untrusted, untrusted_message
 from openvle.connections import get_redis
 from openvle.errors import PermanentError
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 log = logging.getLogger("openvle.guacamole")
 
@@ -56,7 +56,7 @@ def client_link_id(identifier: str, data_source: str) -> str:
 
 
 class Guacamole:
-    def __init__(self, settings: _Settings | None = None):
+    def __init__(self, settings: Settings | None = None):
         settings = settings or get_settings()
         if not (settings.GUACAMOLE_URL and settings.GUACAMOLE_USER and settings.GUACAMOLE_PASSWORD):
             raise PermanentError("Guacamole is not configured: set GUACAMOLE_URL, GUACAMOLE_USER, GUACAMOLE_PASSWORD")

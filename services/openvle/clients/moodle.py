@@ -15,7 +15,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from openvle.clients.tls import client_context, untrusted, untrusted_message
 from openvle.errors import PermanentError
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 PATH = "/webservice/rest/server.php"
 
@@ -58,7 +58,7 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 class Moodle:
-    def __init__(self, settings: _Settings | None = None):
+    def __init__(self, settings: Settings | None = None):
         settings = settings or get_settings()
         if not (settings.MOODLE_URL and settings.MOODLE_TOKEN):
             raise PermanentError("Moodle is not configured: set MOODLE_URL and MOODLE_TOKEN")

@@ -21,11 +21,18 @@ from proxmoxer import ProxmoxAPI, ResourceException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from openvle.errors import PermanentError
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 log = logging.getLogger("openvle.proxmox")
 
 T = TypeVar("T")
+
+
+def dns_name(text: str) -> str:
+    """Proxmox VM names must be DNS names: lowercase letters, digits and hyphens, at most 63."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return name or "vm"
+
 
 
 class ProxmoxError(Exception):
@@ -139,7 +146,7 @@ def _bools(params: dict[str, Any]) -> dict[str, Any]:
 class Proxmox:
     """The calls the jobs make. Each returns plain data (dicts, lists, UPIDs)."""
 
-    def __init__(self, settings: _Settings | None = None):
+    def __init__(self, settings: Settings | None = None):
         settings = settings or get_settings()
         if not (settings.PVE_HOST and settings.PVE_USER and settings.PVE_TOKEN_NAME and settings.PVE_TOKEN_VALUE):
             raise PermanentError(

@@ -17,7 +17,7 @@ from email.utils import formatdate, make_msgid
 
 from openvle.clients.tls import client_context, untrusted_message
 from openvle.errors import PermanentError
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 
 class MailTransientError(Exception):
@@ -49,7 +49,7 @@ def _classify(code: int, text: str, what: str) -> Exception:
     return MailPermanentError(detail) if code >= 500 else MailTransientError(detail)
 
 
-def send(recipient: str, subject: str, text: str, html: str | None, settings: _Settings | None = None,
+def send(recipient: str, subject: str, text: str, html: str | None, settings: Settings | None = None,
          message_id: str | None = None) -> None:
     """Deliver one message. Give a `message_id` that stays the same for every try of one email: a try
     whose answer was lost may have been delivered, and a copy with the same Message-ID is one message
@@ -99,7 +99,7 @@ def send(recipient: str, subject: str, text: str, html: str | None, settings: _S
                                  f"{type(exc).__name__}") from None
 
 
-def _no_answer(settings: _Settings) -> MailTransientError:
+def _no_answer(settings: Settings) -> MailTransientError:
     # after DATA too: the message may have been taken, so the retry sends it with the same Message-ID
     return MailTransientError(f"no answer from the SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT} within "
                               f"SMTP_TIMEOUT ({settings.SMTP_TIMEOUT} s)")

@@ -1,16 +1,2 @@
-"""Job functions by area. Importing this package registers every operation (see operations.py)."""
-
-from openvle.jobs import (  # noqa: F401
-    access,
-    accounts,
-    breaks,
-    courses,
-    demo,
-    events,
-    fresh_starts,
-    housekeeping,
-    lifecycle,
-    mail,
-    nodes,
-    vms,
-)
+"""Job functions by area: each an operation's business logic. The catalogue in operations.py names
+them by dotted path, so nothing imports this package to find them."""

@@ -20,7 +20,6 @@ from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Template, User, Vm, VmState
 from openvle.errors import PermanentError
-from openvle.operations import operation
 
 log = logging.getLogger("openvle.jobs.access")
 
@@ -94,7 +93,6 @@ def _load(vm_id: int) -> tuple[Vm, Template, User | None]:
         return vm, template, owner
 
 
-@operation("guac.provision", queue="guacamole")
 def provision_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) -> dict:
     vm, template, owner = _load(vm_id)
     if vm.state != VmState.READY:
@@ -120,7 +118,6 @@ def provision_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) 
     return {"connection": connection_id, "sharing_profile": profile_id, "link": link}
 
 
-@operation("guac.move_access", queue="guacamole")
 def move_access(ctx: TaskContext, old_vm_id: int, new_vm_id: int, teacher_ids: list[int] = ()) -> dict:
     """A fresh start: the connection of the old VM now leads to its replacement. The new VM has the
     old one's name, so provisioning finds the same connection (same id: the same access link) and
@@ -143,7 +140,6 @@ def move_access(ctx: TaskContext, old_vm_id: int, new_vm_id: int, teacher_ids: l
     return {**given, "from_vm": old.id, "to_vm": new.id}
 
 
-@operation("guac.suspend_access", queue="guacamole")
 def suspend_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) -> dict:
     """A break: take READ on the VM's connection (and, for teachers, its sharing profile) away. The
     connection, the sharing profile and the accounts stay, so guac.provision gives back the same
@@ -168,7 +164,6 @@ def suspend_access(ctx: TaskContext, vm_id: int, teacher_ids: list[int] = ()) ->
     return {"connection": connection_id, "revoked": revoked}
 
 
-@operation("guac.teacher_account", queue="guacamole")
 def teacher_account(ctx: TaskContext, user_id: int) -> dict:
     """A teacher's Guacamole account, with the password their teacher email gives them."""
     with session_scope() as session:
@@ -180,7 +175,6 @@ def teacher_account(ctx: TaskContext, user_id: int) -> dict:
     return {"username": teacher.username}
 
 
-@operation("guac.cleanup_vm", queue="guacamole")
 def cleanup_vm_access(ctx: TaskContext, vm_id: int) -> dict:
     """Delete the VM's connection and sharing profile (already gone is fine)."""
     vm, _, _ = _load(vm_id)
@@ -202,7 +196,6 @@ def cleanup_vm_access(ctx: TaskContext, vm_id: int) -> dict:
     return {"removed": removed}
 
 
-@operation("guac.cleanup_user", queue="guacamole")
 def cleanup_user(ctx: TaskContext, user_id: int, event_id: int | None = None) -> dict:
     """Delete a user's Guacamole account unless something else still needs it: a live VM of theirs
     with access, or another event (than `event_id`) they are in that is deployed or on its way."""

@@ -11,13 +11,11 @@ from openvle.db.models import AccountLink, Email, User
 from openvle.errors import PermanentError
 from openvle.jobs.mail import deliver
 from openvle.mail import render
-from openvle.operations import operation
 from openvle.settings import get_settings
 
 KIND = {links.INVITE: "account_invite", links.RESET: "password_reset"}
 
 
-@operation("accounts.send_link", queue="mails")
 def send_link(ctx: TaskContext, link_id: int) -> dict:
     settings = get_settings()
     with session_scope() as session:

@@ -20,14 +20,12 @@ from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import EventStatus, Role, Vm, VmState
 from openvle.enqueue import enqueue_once, run_step
-from openvle.events import participants
-from openvle.jobs.events import _claim, _follow_patiently, _load_event, _one_planner, _participant_chain
-from openvle.operations import operation
+from openvle.event_plans import load_event, one_planner, participant_chain, participants
+from openvle.jobs.events import _claim, _follow_patiently
 
 SKIPPED = "another deploy, archive, suspend or resume of this event is in flight"
 
 
-@operation("event.suspend", queue="core_periodic")
 def suspend_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     if ctx.checks == 0:
         if not _claim(event_id, ctx.task_id, EventStatus.SUSPENDING):
@@ -36,7 +34,6 @@ def suspend_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     return _follow_patiently(ctx, event_id, "suspend")
 
 
-@operation("event.resume", queue="core_periodic")
 def resume_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     if ctx.checks == 0:
         if not _claim(event_id, ctx.task_id, EventStatus.RESUMING):
@@ -45,7 +42,7 @@ def resume_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     return _follow_patiently(ctx, event_id, "resume")
 
 
-@_one_planner
+@one_planner
 def plan_suspend(event_id: int, by: str) -> int:
     everyone = participants(event_id)
     teachers = [p.user_id for p in everyone if p.role == Role.TEACHER]
@@ -66,9 +63,9 @@ def plan_suspend(event_id: int, by: str) -> int:
     return len(finals) + 1
 
 
-@_one_planner
+@one_planner
 def plan_resume(event_id: int, by: str) -> int:
-    event = _load_event(event_id)
+    event = load_event(event_id)
     everyone = participants(event_id)
     teachers = [p.user_id for p in everyone if p.role == Role.TEACHER]
     finals: list = []
@@ -76,7 +73,7 @@ def plan_resume(event_id: int, by: str) -> int:
     for person in everyone:
         if person.role != Role.PARTICIPANT:
             continue
-        chain = _participant_chain(event, person, teachers, by, restore_access=True)
+        chain = participant_chain(event, person, teachers, by, restore_access=True)
         steps += len(chain)
         finals += chain[-1:]
     enqueue_once("event.mark_resumed", {"event_id": event_id}, target=targets.event(event_id, "resumed"),
@@ -84,13 +81,11 @@ def plan_resume(event_id: int, by: str) -> int:
     return steps + 1
 
 
-@operation("event.mark_suspended", queue="core_periodic")
 def mark_suspended(ctx: TaskContext, event_id: int) -> dict:
     """Runs only when every VM of the event stopped and every access was taken away."""
     return {"event_id": event_id, "suspended": True}
 
 
-@operation("event.mark_resumed", queue="core_periodic")
 def mark_resumed(ctx: TaskContext, event_id: int) -> dict:
     """Runs only when every VM of the event runs again with its access given back."""
     return {"event_id": event_id, "resumed": True}

@@ -13,11 +13,9 @@ from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import User
 from openvle.errors import PermanentError
-from openvle.operations import operation
 from openvle.settings import get_settings
 
 
-@operation("moodle.deploy_course", queue="moodle")
 def deploy_course(ctx: TaskContext, template_course_id: int, shortname: str, fullname: str,
                   category_id: int | None = None) -> dict:
     moodle = get_moodle()
@@ -69,7 +67,6 @@ def _moodle_ids(moodle, users: list[User]) -> dict[int, int]:
     return {u.id: by_email[u.email.lower()] for u in users}
 
 
-@operation("moodle.enrol", queue="moodle")
 def enrol(ctx: TaskContext, course_id: int, student_ids: list[int] = (), teacher_ids: list[int] = ()) -> dict:
     settings = get_settings()
     moodle = get_moodle()
@@ -84,7 +81,6 @@ def enrol(ctx: TaskContext, course_id: int, student_ids: list[int] = (), teacher
     return {"course_id": course_id, "students": len(students), "teachers": len(teachers)}
 
 
-@operation("moodle.archive", queue="moodle")
 def archive_course(ctx: TaskContext, course_id: int, user_ids: list[int] = (), action: str | None = None) -> dict:
     """Per MOODLE_ARCHIVE_ACTION: hide the course, delete it, or keep it and unenrol everyone."""
     action = action or get_settings().MOODLE_ARCHIVE_ACTION

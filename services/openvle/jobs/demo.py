@@ -1,4 +1,5 @@
-"""A demonstration operation that exercises the whole path: progress, logs, retries, failures."""
+"""A demonstration operation that exercises the whole path: progress, logs, retries, failures (one
+`demo.<queue>` per queue, operations.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import time
 
 from openvle.context import CheckBack, TaskContext
 from openvle.errors import PermanentError
-from openvle.operations import operation
-from openvle.queues import QUEUE_NAMES
 
 
-def _demo(
+def demo(
     ctx: TaskContext,
     duration: float = 0.0,
     fail_times: int = 0,
@@ -33,14 +32,8 @@ def _demo(
     return {"attempt": ctx.attempt, "slept": duration, "checks": ctx.checks}
 
 
-def _noop(ctx: TaskContext) -> None:
+def noop(ctx: TaskContext) -> None:
     """Does nothing: the benchmark measures the bookkeeping around it."""
-
-
-# One demo operation per queue, so the demo can exercise any worker role.
-for _queue in QUEUE_NAMES:
-    operation(f"demo.{_queue}", queue=_queue)(_demo)
-operation("demo.noop", queue="core_periodic")(_noop)
 
 
 def demo_operation(queue: str) -> str:

@@ -12,7 +12,6 @@ on it (and so the marker): the event ends "deployed with failures", naming who a
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import defaultdict
 from typing import Any
@@ -20,13 +19,11 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from openvle import guacamole_passwords, spread, targets
-from openvle.connections import get_redis
+from openvle import guacamole_passwords, spread
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import (
     Email,
-    EmailStatus,
     Event,
     EventStatus,
     Participant,
@@ -35,17 +32,13 @@ from openvle.db.models import (
     TaskStatus,
     User,
     Vm,
-    VmState,
     utcnow,
 )
-from openvle.enqueue import enqueue_once
 from openvle.errors import PermanentError
-from openvle.events import participants, slug
+from openvle.event_plans import load_event, participants, plan_archive, plan_deploy, slug
 from openvle.jobs import courses
 from openvle.jobs.mail import deliver
-from openvle.jobs.vms import dns_name
 from openvle.mail import render
-from openvle.operations import operation
 from openvle.settings import get_settings
 from openvle.targets import Target
 
@@ -81,19 +74,9 @@ def _release(event_id: int, task_id: int, status: str, reason: str | None, **val
         )
 
 
-def _load_event(event_id: int) -> Event:
-    with session_scope() as session:
-        event = session.get(Event, event_id)
-        if event is None:
-            raise PermanentError(f"event {event_id} does not exist")
-        event.template  # noqa: B018 (load it while the session is open)
-        return event
-
-
 # --- deploy -------------------------------------------------------------------------------------------
 
 
-@operation("event.deploy", queue="core_periodic")
 def deploy_event(ctx: TaskContext, event_id: int, batch: int | None = None, final: bool = True) -> dict | CheckBack:
     """The whole event; or one batch of a spread deploy (spread.py): its participants only, the event
     scheduled again after it, until its last (`final`) batch deploys whatever is still missing."""
@@ -110,118 +93,8 @@ def deploy_event(ctx: TaskContext, event_id: int, batch: int | None = None, fina
     return outcome
 
 
-def _one_planner(plan):
-    """Plans of one event run one at a time (an orchestrator, a participant added meanwhile), so
-    their look-ups of active steps (enqueue_once) never miss each other's."""
-
-    @functools.wraps(plan)
-    def planned(event_id: int, *args, **kwargs):
-        with get_redis().lock(f"openvle:event:{event_id}:plan", timeout=600, blocking_timeout=600):
-            return plan(event_id, *args, **kwargs)
-
-    return planned
-
-
-@_one_planner
-def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
-    """Enqueue the deploy steps still missing (for `only` these participants, when given)."""
-    event = _load_event(event_id)
-    everyone = participants(event_id)
-    people = everyone if only is None else participants(event_id, ids=only)
-    teachers = [p.user_id for p in everyone if p.role == Role.TEACHER]
-    steps = 0
-    course_task = enrol_task = None
-    if event.template.moodle_course_id:
-        if event.moodle_course_id is None and only is None:
-            course_task = enqueue_once("event.course", {"event_id": event_id}, target=targets.event(event_id, "course"),
-                                            requested_by=by)
-            steps += 1
-        if course_task is not None or event.moodle_course_id is not None:
-            enrol_task = enqueue_once("event.enrol", {"event_id": event_id}, target=targets.event(event_id, "enrol"),
-                                           requested_by=by, depends_on=[course_task] if course_task else ())
-            steps += 1
-    # The final marker waits on the last step of every chain: each depends on the steps before it,
-    # so all of them succeeded. Depending on every step instead costs RQ a check of all N
-    # dependencies at each of the 4N completions (quadratic in the event's size).
-    finals = [t for t in (enrol_task or course_task,) if t is not None]
-    for person in people:
-        if person.role != Role.PARTICIPANT:
-            continue
-        chain = _participant_chain(event, person, teachers, by)
-        steps += len(chain)
-        finals += chain[-1:]
-        if enrol_task is not None and _email_state(person.course_email_id) != EmailStatus.SENT:
-            finals.append(enqueue_once("event.course_email", {"participant_id": person.id},
-                                            target=targets.participant(event.id, person.id, "course_email"),
-                                            requested_by=by, depends_on=[enrol_task]))
-            steps += 1
-    for person in people:  # teachers: their Guacamole login (its password made for them), told once
-        if person.role == Role.TEACHER and _email_state(person.access_email_id) != EmailStatus.SENT:
-            target = targets.participant(event.id, person.id)
-            account = enqueue_once("guac.teacher_account", {"user_id": person.user_id},
-                                   target=f"{target}/login", requested_by=by)
-            finals.append(enqueue_once("event.teacher_email", {"participant_id": person.id},
-                                       target=f"{target}/email", requested_by=by, depends_on=[account]))
-            steps += 2
-    if only is None:  # the final marker: runs only when every step succeeded
-        enqueue_once("event.mark_deployed", {"event_id": event_id}, target=targets.event(event_id, "deployed"),
-                          requested_by=by, depends_on=finals)
-        steps += 1
-    return steps
-
-
-def _participant_chain(event: Event, person: Participant, teachers: list[int], by: str,
-                       restore_access: bool = False) -> list:
-    """clone → start → access → email, from the first step still missing; `restore_access` gives
-    Guacamole access again even to a VM that has its connection (a resume after a break)."""
-    vm = _vm_for(event, person)
-    target = targets.participant(event.id, person.id)
-    chain, previous = [], []
-    if vm.state != VmState.READY:
-        previous = [enqueue_once("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
-        chain += previous
-    if vm.state != VmState.READY or vm.status != "running":
-        previous = [enqueue_once("vm.start", {"vm_id": vm.id}, target=f"{target}/start", requested_by=by,
-                                      depends_on=previous)]
-        chain += previous
-    if vm.guac_connection_id is None or chain or restore_access:
-        previous = [enqueue_once("guac.provision", {"vm_id": vm.id, "teacher_ids": teachers},
-                                      target=f"{target}/access", requested_by=by, depends_on=previous)]
-        chain += previous
-    if _email_state(person.access_email_id) != EmailStatus.SENT:
-        chain.append(enqueue_once("event.access_email", {"participant_id": person.id},
-                                       target=f"{target}/email", requested_by=by, depends_on=previous))
-    return chain
-
-
-def _vm_for(event: Event, person: Participant) -> Vm:
-    """The participant's VM row, made (before any clone) when they have none or theirs is gone."""
-    with session_scope() as session:
-        vm = session.get(Vm, person.vm_id) if person.vm_id else None
-        if vm is None or vm.state in (VmState.DELETED, VmState.MISSING):
-            user = session.get(User, person.user_id)
-            vm = Vm(name=dns_name(f"{slug(event.name)}-{event.id}-{user.username}"), template_id=event.template_id,
-                    event_id=event.id, participant_id=person.id, user_id=person.user_id)
-            session.add(vm)
-            session.flush()
-            session.execute(update(Participant).where(Participant.id == person.id).values(vm_id=vm.id))
-        session.expunge(vm)
-        return vm
-
-
-def _email_state(email_id: int | None) -> str | None:
-    """The status of a participant's email; None when there is none yet. The daily cleanup deletes
-    only sent emails (mail.cleanup), so an id whose row is gone was sent."""
-    if email_id is None:
-        return None
-    with session_scope() as session:
-        status = session.execute(select(Email.status).where(Email.id == email_id)).scalar()
-    return EmailStatus.SENT if status is None else status
-
-
-@operation("event.course", queue="moodle")
 def event_course(ctx: TaskContext, event_id: int) -> dict:
-    event = _load_event(event_id)
+    event = load_event(event_id)
     if event.moodle_course_id is not None:
         return {"course_id": event.moodle_course_id}
     result = courses.deploy_course(ctx, template_course_id=event.template.moodle_course_id,
@@ -232,9 +105,8 @@ def event_course(ctx: TaskContext, event_id: int) -> dict:
     return result
 
 
-@operation("event.enrol", queue="moodle")
 def event_enrol(ctx: TaskContext, event_id: int) -> dict:
-    event = _load_event(event_id)
+    event = load_event(event_id)
     if event.moodle_course_id is None:
         raise PermanentError(f"event {event_id} has no course yet: its course step did not succeed")
     people = participants(event_id)
@@ -243,7 +115,6 @@ def event_enrol(ctx: TaskContext, event_id: int) -> dict:
                          teacher_ids=[p.user_id for p in people if p.role == Role.TEACHER])
 
 
-@operation("event.access_email", queue="mails")
 def access_email(ctx: TaskContext, participant_id: int) -> dict:
     """Render the access email from what deploy made (the link) and send it once."""
 
@@ -258,7 +129,6 @@ def access_email(ctx: TaskContext, participant_id: int) -> dict:
     return _send_once(ctx, participant_id, "access_email_id", "event_deployed", context)
 
 
-@operation("event.course_email", queue="mails")
 def course_email(ctx: TaskContext, participant_id: int) -> dict:
     """The course link, once the enrolment succeeded: its own email, so Moodle never holds up access."""
 
@@ -270,7 +140,6 @@ def course_email(ctx: TaskContext, participant_id: int) -> dict:
     return _send_once(ctx, participant_id, "course_email_id", "event_course", context)
 
 
-@operation("event.teacher_email", queue="mails")
 def teacher_email(ctx: TaskContext, participant_id: int) -> dict:
     """A teacher's Guacamole login (made by guac.teacher_account): they watch every VM of the event
     read-only through its sharing profiles, so they need the password made for them."""
@@ -317,7 +186,6 @@ def _event_view(event: Event) -> dict:
     return {"name": event.name, "start": f"{event.start_at:%Y-%m-%d %H:%M} UTC" if event.start_at else None}
 
 
-@operation("event.mark_deployed", queue="core_periodic")
 def mark_deployed(ctx: TaskContext, event_id: int) -> dict:
     """Runs only when every step of the deploy succeeded."""
     with session_scope() as session:
@@ -328,7 +196,6 @@ def mark_deployed(ctx: TaskContext, event_id: int) -> dict:
 # --- archive ------------------------------------------------------------------------------------------
 
 
-@operation("event.archive", queue="core_periodic")
 def archive_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     if ctx.checks == 0:
         if not _claim(event_id, ctx.task_id, EventStatus.ARCHIVING):
@@ -338,60 +205,8 @@ def archive_event(ctx: TaskContext, event_id: int) -> dict | CheckBack:
     return _follow_patiently(ctx, event_id, "archive")
 
 
-@_one_planner
-def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
-    event = _load_event(event_id)
-    people = participants(event_id, ids=only)
-    finals: list = []  # the last steps of each chain (see plan_deploy)
-    steps = 0
-    for person in people:
-        planned, last = _participant_teardown(event, person, by, notify=only is None)
-        steps += planned
-        finals += last
-    if event.moodle_course_id is not None and only is None:
-        finals.append(enqueue_once("event.course_archive", {"event_id": event_id},
-                                        target=targets.event(event_id, "course"), requested_by=by))
-        steps += 1
-    if only is None:
-        enqueue_once("event.mark_archived", {"event_id": event_id}, target=targets.event(event_id, "archived"),
-                          requested_by=by, depends_on=finals)
-        steps += 1
-    return steps
-
-
-def _participant_teardown(event: Event, person: Participant, by: str, notify: bool) -> tuple[int, list]:
-    """Delete the Guacamole connection → stop the VM → delete the VM; then the user's Guacamole
-    account (if nothing else needs it) and, for a whole archive, the notice email.
-    Returns (steps enqueued, the last ones: those nothing else waits on)."""
-    target = targets.participant(event.id, person.id)
-    chain: list = []
-    with session_scope() as session:
-        vm = session.get(Vm, person.vm_id) if person.vm_id else None
-    if vm is not None and vm.state != VmState.DELETED:
-        chain.append(enqueue_once("guac.cleanup_vm", {"vm_id": vm.id}, target=f"{target}/access",
-                                       requested_by=by))
-        if vm.state == VmState.READY:
-            chain.append(enqueue_once("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", requested_by=by,
-                                           depends_on=chain[-1:]))
-        chain.append(enqueue_once("vm.delete", {"vm_id": vm.id}, target=f"{target}/delete", requested_by=by,
-                                       depends_on=chain[-1:]))
-    with session_scope() as session:  # a fresh start's replacement still being made, a VM once missing
-        others = list(session.execute(select(Vm.id).where(
-            Vm.participant_id == person.id, Vm.id != (person.vm_id or 0),
-            Vm.state.in_((VmState.PROVISIONING, VmState.READY, VmState.MISSING)))).scalars())
-    extra = [enqueue_once("vm.delete", {"vm_id": other}, target=f"{target}/delete-{other}", requested_by=by)
-             for other in others]
-    last = [enqueue_once("guac.cleanup_user", {"user_id": person.user_id, "event_id": event.id},
-                              target=f"{target}/account", requested_by=by, depends_on=chain[-1:] + extra)]
-    if notify and person.role == Role.PARTICIPANT:
-        last.append(enqueue_once("event.archive_email", {"participant_id": person.id},
-                                      target=f"{target}/email", requested_by=by, depends_on=chain[-1:]))
-    return len(chain) + len(extra) + len(last), last
-
-
-@operation("event.course_archive", queue="moodle")
 def course_archive(ctx: TaskContext, event_id: int) -> dict:
-    event = _load_event(event_id)
+    event = load_event(event_id)
     # Everyone who was ever in it: someone removed during the event is still enrolled (removing a
     # participant archives their VM and account, not their seat), and "keep" must unenrol them too.
     with session_scope() as session:
@@ -399,7 +214,6 @@ def course_archive(ctx: TaskContext, event_id: int) -> dict:
     return courses.archive_course(ctx, course_id=event.moodle_course_id, user_ids=everyone)
 
 
-@operation("event.archive_email", queue="mails")
 def archive_email(ctx: TaskContext, participant_id: int) -> dict:
     with session_scope() as session:
         person = session.get(Participant, participant_id)
@@ -419,7 +233,6 @@ def archive_email(ctx: TaskContext, participant_id: int) -> dict:
     return deliver(ctx, existing)
 
 
-@operation("event.mark_archived", queue="core_periodic")
 def mark_archived(ctx: TaskContext, event_id: int) -> dict:
     with session_scope() as session:
         session.execute(update(Event).where(Event.id == event_id).values(archived_at=utcnow()))

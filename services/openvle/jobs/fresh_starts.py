@@ -24,7 +24,6 @@ from openvle.db.engine import session_scope
 from openvle.db.models import Participant, Role, Task, TaskStatus, Vm, VmState
 from openvle.enqueue import run_step
 from openvle.errors import PermanentError
-from openvle.operations import operation
 from openvle.targets import Target
 
 log = logging.getLogger("openvle.jobs.fresh_starts")
@@ -38,7 +37,6 @@ def target(vm: Vm, step: str) -> str:
     return targets.vm(vm.id, vm.event_id, "fresh_start", step)
 
 
-@operation("vm.fresh_start", queue="core_periodic")
 def fresh_start(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     by = f"task:{ctx.task_id}"
     if ctx.checks == 0:

@@ -10,13 +10,11 @@ from openvle.connections import get_redis
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, TaskStatus, utcnow
-from openvle.operations import operation
 from openvle.settings import get_settings
 
 HEARTBEAT_KEY = "openvle:scheduler:heartbeat"
 
 
-@operation("housekeeping.heartbeat", queue="core_periodic")
 def heartbeat(ctx: TaskContext) -> dict:
     """Proves scheduler → queue → worker → DB works; /api/monitoring shows when it last ran."""
     at = utcnow().isoformat() + "Z"
@@ -24,7 +22,6 @@ def heartbeat(ctx: TaskContext) -> dict:
     return {"at": at}
 
 
-@operation("housekeeping.reconcile", queue="core_periodic")
 def reconcile_tasks(ctx: TaskContext) -> dict:
     from openvle.events import release_stuck
     from openvle.reconcile import reconcile
@@ -39,7 +36,6 @@ def reconcile_tasks(ctx: TaskContext) -> dict:
     return {**report.as_dict(), "stuck_events": released}
 
 
-@operation("housekeeping.purge_tasks", queue="core_periodic")
 def purge_tasks(ctx: TaskContext) -> dict:
     """Delete finished Tasks (and their attempts and logs) older than TASK_RETENTION_DAYS."""
     cutoff = utcnow() - dt.timedelta(days=get_settings().TASK_RETENTION_DAYS)
@@ -56,7 +52,6 @@ def purge_tasks(ctx: TaskContext) -> dict:
     return {"deleted": deleted, "older_than": cutoff.isoformat() + "Z"}
 
 
-@operation("housekeeping.purge_audit", queue="core_periodic")
 def purge_audit(ctx: TaskContext) -> dict:
     """Audit entries older than AUDIT_RETENTION_DAYS, browser sessions and one-time links that expired."""
     from openvle import auditlog

@@ -14,17 +14,15 @@ import math
 
 from sqlalchemy import or_, select, update
 
-from openvle import alerts, capacity, spread
+from openvle import alerts, capacity, spread, spread_trigger
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
 from openvle.events import EventError, release_stuck, request_archive, request_deploy, request_resume, request_suspend
 from openvle.mail import queue_email
-from openvle.operations import operation
 from openvle.settings import get_settings
 
 
-@operation("events.lifecycle", queue="core_periodic")
 def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
     """`now` (ISO, UTC) only for tests and what-if runs; the scheduler leaves it out."""
     settings = get_settings()
@@ -63,12 +61,11 @@ def lifecycle(ctx: TaskContext, now: str | None = None) -> dict:
             "resume": resumed, "notices": notices, "does_not_fit": short}
 
 
-@operation("events.deploy_batches", queue="core_periodic")
 def deploy_batches(ctx: TaskContext, now: str | None = None) -> dict:
-    """Every minute: request the spread deploys' batches that are due (spread.py). A run that was
+    """Every minute: request the spread deploys' batches that are due (spread_trigger.py). A run that was
     missed is made up by the next one: a batch is due from its time on until it is requested."""
     now_at = dt.datetime.fromisoformat(now.rstrip("Z")) if now else utcnow()
-    asked = spread.request_due(now_at)
+    asked = spread_trigger.request_due(now_at)
     if asked:
         ctx.log("requested " + ", ".join(f"batch {a['batch']} of event {a['event_id']} (task {a['task_id']})"
                                          for a in asked))

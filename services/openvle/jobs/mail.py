@@ -14,11 +14,9 @@ from openvle.db.models import Email, EmailStatus, utcnow
 from openvle.errors import PermanentError
 from openvle.logs import mask
 from openvle.mail import message_id
-from openvle.operations import operation
 from openvle.settings import get_settings
 
 
-@operation("mail.send", queue="mails")
 def send_email(ctx: TaskContext, email_id: int) -> dict:
     return deliver(ctx, email_id)
 
@@ -61,7 +59,6 @@ def _record(email_id: int, status: str, error: str | None, **extra) -> None:
         )
 
 
-@operation("mail.cleanup", queue="core_periodic")
 def cleanup_emails(ctx: TaskContext) -> dict:
     """Delete sent emails older than MAIL_MAX_AGE_WEEKS; queued and failed ones stay (someone may look)."""
     cutoff = utcnow() - dt.timedelta(weeks=get_settings().MAIL_MAX_AGE_WEEKS)

@@ -17,14 +17,12 @@ from openvle.clients.proxmox import Proxmox, ProxmoxError, get_proxmox
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Node, NodeStatus, NodeStorage, Template, Vm, VmState, utcnow
-from openvle.operations import operation
 from openvle.placement import template_storage
 from openvle.settings import get_settings
 
 log = logging.getLogger("openvle.jobs.nodes")
 
 
-@operation("nodes.sync", queue="pve_periodic")
 def sync_nodes(ctx: TaskContext) -> dict:
     pve = get_proxmox()
     nodes = pve.nodes()

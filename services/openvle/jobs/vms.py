@@ -9,7 +9,6 @@ single worker-vm-clone keeps many clones in flight across nodes.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ from openvle.clients.proxmox import (
     ProxmoxPermanentError,
     ProxmoxTransientError,
     VmidTaken,
+    dns_name,
     get_proxmox,
 )
 from openvle.connections import get_redis
@@ -33,7 +33,6 @@ from openvle.db.engine import session_scope
 from openvle.db.models import CloneMode, Template, Vm, VmState, utcnow
 from openvle.enqueue import enqueue_operation
 from openvle.errors import PermanentError
-from openvle.operations import operation
 from openvle.placement import choose_node, claim_vmid, release_vmid
 from openvle.settings import get_settings
 
@@ -49,12 +48,6 @@ SLOT_WAIT = 5  # seconds between checks for a free clone slot when run outside R
 
 
 # --- requests ---------------------------------------------------------------------------------------
-
-
-def dns_name(text: str) -> str:
-    """Proxmox VM names must be DNS names: lowercase letters, digits and hyphens, at most 63."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
-    return name or "vm"
 
 
 def request_clone(template_id: int, name: str, *, event_id: int | None = None, participant_id: int | None = None,
@@ -155,7 +148,6 @@ def _refresh(vm: Vm, resource: dict) -> None:
 # --- clone ------------------------------------------------------------------------------------------
 
 
-@operation("vm.clone", queue="pve_vm_clone")
 def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     settings = get_settings()
     vm = _load(vm_id)
@@ -310,7 +302,6 @@ def _remove_half_made(pve: Proxmox, vm: Vm) -> None:
 # --- delete -----------------------------------------------------------------------------------------
 
 
-@operation("vm.delete", queue="pve_vm_clone")
 def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     settings = get_settings()
     vm = _load(vm_id)
@@ -404,17 +395,14 @@ def _done(pve: Proxmox, vm: Vm, action: str) -> dict:
     return {"vmid": vm.vmid, "node": found.get("node", vm.node), "status": found.get("status"), "action": action}
 
 
-@operation("vm.start", queue="pve_vm_actions")
 def start_vm(ctx: TaskContext, vm_id: int, watch: bool = False) -> dict | CheckBack:
     return _watched(ctx, vm_id, "start", watch)
 
 
-@operation("vm.stop", queue="pve_vm_actions")
 def stop_vm(ctx: TaskContext, vm_id: int, watch: bool = False) -> dict | CheckBack:
     return _watched(ctx, vm_id, "stop", watch)
 
 
-@operation("vm.reset", queue="pve_vm_actions")
 def reset_vm(ctx: TaskContext, vm_id: int, watch: bool = False) -> dict | CheckBack:
     """Restart a running VM hard; a stopped VM is started (the end state is the same: running)."""
     return _watched(ctx, vm_id, "reset", watch)
@@ -432,7 +420,6 @@ def _watched(ctx: TaskContext, vm_id: int, action: str, watch: bool) -> dict | C
     return result
 
 
-@operation("vm.migrate", queue="pve_vm_actions")
 def migrate_vm(ctx: TaskContext, vm_id: int, target: str) -> dict | CheckBack:
     """Move the VM to `target`; a running VM migrates online."""
     if not target:
