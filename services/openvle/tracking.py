@@ -182,22 +182,19 @@ def finished_attempt(job: Job, queues: Sequence[Queue] = ()) -> tuple[Success | 
     recorded by the horse (only it has the exception), lost horses by on_horse_killed."""
     attempt = _opened_by_worker.pop(job.id, None)
     task_id = task_id_of(job)
+    if not attempt or task_id is None:  # nothing to record: nothing to read
+        return None, False
     with job.connection.pipeline(transaction=False) as pipe:
+        pipe.hget(job.key, "status")
+        pipe.xrevrange(Result.get_key(job.id), "+", "-", count=1)
         for queue in queues:
             pipe.llen(queue.key)
-        if attempt and task_id is not None:
-            pipe.hget(job.key, "status")
-            pipe.xrevrange(Result.get_key(job.id), "+", "-", count=1)
         try:
-            answers = pipe.execute()
+            status, latest, *lengths = pipe.execute()
         except stores.REDIS_DOWN:
-            if attempt:
-                _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
+            _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
             raise
-    waiting = any(answers[:len(queues)])
-    if not attempt or task_id is None:
-        return None, waiting
-    status, latest = answers[len(queues):]
+    waiting = any(lengths)
     try:
         if not status:
             raise InvalidJobOperation(f"Failed to retrieve status for job: {job.id}")
