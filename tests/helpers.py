@@ -153,3 +153,44 @@ class OwnRedis:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait()
+
+
+def started_proxmox(**options):
+    """A Proxmox simulator of the test module's own, on a free port (a fixture's generator body)."""
+    import uuid
+
+    from sandbox.proxmox import ProxmoxSimulator
+
+    sim = ProxmoxSimulator(host="127.0.0.1", port=0, user="openvle@pve", token_name="tests",
+                           token_value=str(uuid.uuid4()), auth_fail_delay=0, **options)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def fresh_cluster(sim, settings_env, durations: dict[str, float], **env: str):
+    """The simulator's seeded cluster anew, and the PVE_* settings pointing at it (this process and
+    the workers it starts); `env` adds settings. Returns the simulator, its settings in `.env`."""
+    from sandbox.runner import seed_proxmox
+
+    sim.state.reset()
+    seed_proxmox(sim.state)
+    sim.state.configure(durations=durations, storage_concurrency=4, lock_wait=0.5)
+    sim.env = {"PVE_HOST": "127.0.0.1", "PVE_PORT": str(sim.port), "PVE_USER": sim.user,
+               "PVE_TOKEN_NAME": sim.token_name, "PVE_TOKEN_VALUE": sim.token_value, "PVE_VERIFY_SSL": sim.ca_path,
+               "PVE_POLL_INTERVAL": "1", **env}
+    settings_env(**sim.env)
+    return sim
+
+
+def new_template(vmid: int = 9000, mode: str = "linked", node: str = "pve1") -> int:
+    """A template row (2 GiB of memory) for the simulator's template `vmid`; returns its id."""
+    from openvle.db.models import Template
+
+    with session_scope() as session:
+        row = Template(name=f"t-{vmid}-{mode}", pve_vmid=vmid, node=node, clone_mode=mode, maxmem=2 * 1024**3)
+        session.add(row)
+        session.flush()
+        return row.id

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 import test_events
 from conftest import ROOT, WAIT_SCALE, Stores
-from openvle.cli_events import _LiveView
+from openvle.cli_progress import _LiveView
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, Template, User, utcnow
 from openvle.events import create_event, create_template
@@ -227,7 +227,7 @@ def test_deploy_is_deduplicated_and_wait_follows_it_to_deployed_then_archive(lab
 
 
 def stages_of(kind: str) -> tuple[str, ...]:
-    from openvle.cli_events import ARCHIVE_STAGES, DEPLOY_STAGES
+    from openvle.cli_progress import ARCHIVE_STAGES, DEPLOY_STAGES
 
     return DEPLOY_STAGES if kind == "deploy" else ARCHIVE_STAGES
 

@@ -6,7 +6,6 @@ The Proxmox simulator runs on a clock the test moves: a clone ends exactly when 
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,16 +15,14 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from conftest import wait_for
-from helpers import load_task, settled
+from helpers import fresh_cluster, load_task, new_template, settled, started_proxmox
 from openvle import clone_watch, pacing
 from openvle.clients.proxmox import get_proxmox
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import CloneMode, Template, Vm
+from openvle.db.models import Vm
 from openvle.jobs.vms import WATCHED_LOOK, request_clone
 from sandbox.clock import FakeClock
-from sandbox.proxmox import ProxmoxSimulator
-from sandbox.runner import seed_proxmox
 
 GIB = 1024**3
 CLONE = 5.0  # simulated seconds a linked clone takes
@@ -33,32 +30,17 @@ CLONE = 5.0  # simulated seconds a linked clone takes
 
 @pytest.fixture(scope="module")
 def simulator():
-    sim = ProxmoxSimulator(user="openvle@pve", token_name="tests", token_value=str(uuid.uuid4()), auth_fail_delay=0,
-                           clock=FakeClock(start=time.time()))
-    sim.start()
-    yield sim
-    sim.stop()
+    yield from started_proxmox(clock=FakeClock(start=time.time()))
 
 
 @pytest.fixture
 def pve(simulator, settings_env):
-    simulator.state.reset()
-    seed_proxmox(simulator.state)
-    simulator.state.configure(durations={"linked_clone": CLONE}, storage_concurrency=4, lock_wait=0.5)
-    env = {"PVE_HOST": "127.0.0.1", "PVE_PORT": str(simulator.port), "PVE_USER": "openvle@pve",
-           "PVE_TOKEN_NAME": "tests", "PVE_TOKEN_VALUE": simulator.token_value, "PVE_VERIFY_SSL": simulator.ca_path,
-           "PVE_POLL_INTERVAL": "1", "PVE_CLONE_CONCURRENCY": "1", "PVE_CLONE_WATCHER": "true"}
-    settings_env(**env)
-    simulator.env = env
-    return simulator
+    return fresh_cluster(simulator, settings_env, {"linked_clone": CLONE}, PVE_CLONE_CONCURRENCY="1",
+                         PVE_CLONE_WATCHER="true")
 
 
 def template(vmid: int = 9000) -> int:
-    with session_scope() as session:
-        row = Template(name=f"t-{vmid}", pve_vmid=vmid, node="pve1", clone_mode=CloneMode.LINKED, maxmem=2 * GIB)
-        session.add(row)
-        session.flush()
-        return row.id
+    return new_template(vmid)
 
 
 def running_clones(pve) -> list[str]:

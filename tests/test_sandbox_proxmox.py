@@ -519,3 +519,23 @@ def test_node_task_list_active_then_archived():
     assert status == 400 and body["errors"] == {
         "source": "value 'running' does not have a value in the enumeration 'archive, active, all'",
         "statusfilter": "invalid format - invalid status 'fine'\n"}
+
+
+def test_a_held_request_waits_until_released_and_requests_are_counted_by_route(px, cluster):
+    """The fault suite holds a request to know its caller is inside it when the caller is killed."""
+    import threading
+
+    status = "GET /nodes/{node}/qemu/{vmid}/status/current"
+    before = cluster.served[status]
+    cluster.hold_requests(status, count=1)
+    answers: list[str] = []
+    caller = threading.Thread(target=lambda: answers.append(px.nodes("pve1").qemu(9000).status.current.get()["status"]))
+    caller.start()
+    cluster.wait_holding(timeout=30)
+    assert answers == [] and caller.is_alive()  # held: no answer until it is let go
+    cluster.release_held()
+    caller.join(30)
+    assert answers and cluster.served[status] == before + 1
+    assert px.nodes("pve1").qemu(9000).status.current.get()  # only the next one was held
+    with pytest.raises(TimeoutError, match="no request held"):
+        cluster.wait_holding(timeout=0.1)

@@ -236,3 +236,33 @@ def test_a_draft_cannot_be_made_ready_by_a_start_too_near(cluster):
     soon = utcnow() + dt.timedelta(minutes=20)
     with pytest.raises(EventError, match="at least one whole batch period"):
         create_event("Near", cluster, soon, soon + dt.timedelta(hours=1), deploy_mode="ready_by_start")
+
+
+def test_the_event_page_shows_the_plan_and_its_live_box_does_not_plan_again(cluster, clean):
+    """The live box asks every second while the page is open: planning every spread event each time
+    would cost the database for nothing it shows."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event as sql_event
+
+    from openvle.backend.app import create_app
+    from openvle.db.engine import get_engine
+    from test_pages_http import log_in
+
+    browser = TestClient(create_app())
+    log_in(browser, "teach", "teacher")
+    event_id = _event(cluster, 4, _start(), "Lab")
+    asked: list[str] = []
+
+    def note(conn, cursor, statement, *args):
+        asked.append(statement)
+
+    sql_event.listen(get_engine(), "before_cursor_execute", note)
+    try:
+        page = browser.get(f"/events/{event_id}")
+        planned = sum("deploy_batches" in s for s in asked)
+        asked.clear()
+        live = browser.get(f"/events/{event_id}/live")
+    finally:
+        sql_event.remove(get_engine(), "before_cursor_execute", note)
+    assert page.status_code == 200 and 'id="deploy-plan"' in page.text and planned > 0
+    assert live.status_code == 200 and not any("deploy_batches" in s for s in asked), asked

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import mongomock
 import pytest
 from sqlalchemy import select, update
 
 from conftest import wait_for
-from helpers import load_task, retry_now, settled
+from helpers import fresh_cluster, load_task, new_template, retry_now, settled, started_proxmox
 from openvle import pacing
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
@@ -21,8 +20,6 @@ from openvle.db.engine import session_scope
 from openvle.db.models import CloneMode, Node, NodeStorage, Template, Vm
 from openvle.jobs.vms import MARK, request_action, request_clone, start_vm, stop_vm
 from openvle.reconcile import reconcile
-from sandbox.proxmox import ProxmoxSimulator
-from sandbox.runner import seed_proxmox
 
 GIB = 1024**3
 FAST = {"linked_clone": 1.0, "full_clone": 3.0, "start": 0.3, "stop": 0.3, "shutdown": 0.3, "reset": 0.2,
@@ -31,33 +28,17 @@ FAST = {"linked_clone": 1.0, "full_clone": 3.0, "start": 0.3, "stop": 0.3, "shut
 
 @pytest.fixture(scope="module")
 def simulator():
-    sim = ProxmoxSimulator(host="127.0.0.1", port=0, user="openvle@pve", token_name="tests",
-                           token_value=str(uuid.uuid4()), auth_fail_delay=0)
-    sim.start()
-    yield sim
-    sim.stop()
+    yield from started_proxmox()
 
 
 @pytest.fixture
 def pve(simulator, settings_env):
     """A fresh seeded cluster, and the PVE_* settings pointing at it (this process and the workers)."""
-    simulator.state.reset()
-    seed_proxmox(simulator.state)
-    simulator.state.configure(durations=FAST, storage_concurrency=4, lock_wait=0.5)
-    env = {"PVE_HOST": "127.0.0.1", "PVE_PORT": str(simulator.port), "PVE_USER": "openvle@pve",
-           "PVE_TOKEN_NAME": "tests", "PVE_TOKEN_VALUE": simulator.token_value, "PVE_VERIFY_SSL": simulator.ca_path,
-           "PVE_POLL_INTERVAL": "1"}
-    settings_env(**env)
-    simulator.env = env
-    return simulator
+    return fresh_cluster(simulator, settings_env, FAST)
 
 
 def template(pve, mode: str = CloneMode.LINKED, vmid: int = 9000) -> int:
-    with session_scope() as session:
-        row = Template(name=f"t-{vmid}-{mode}", pve_vmid=vmid, node="pve1", clone_mode=mode, maxmem=2 * GIB)
-        session.add(row)
-        session.flush()
-        return row.id
+    return new_template(vmid, mode)
 
 
 def vm_row(vm_id: int) -> Vm:
@@ -380,6 +361,30 @@ def test_a_clone_whose_answer_was_lost_is_found_and_adopted_not_made_twice(pve, 
     assert mine == [row.vmid], f"one VM for the row, got {mine}"  # no untagged duplicate
     assert ours_in_sim(pve) == [row.vmid]
     assert len(sim_vms(pve)) == before + 1 and pve.state.faults.lost_clone_responses == [1]
+
+
+def test_node_sync_reads_a_template_s_config_only_when_its_disk_may_have_moved(pve, clean):
+    """Every sync (once a minute) would otherwise ask Proxmox for every template's config."""
+    from openvle.enqueue import enqueue_operation
+    from openvle.jobs.nodes import sync_nodes
+
+    tid = template(pve)
+    config = "GET /nodes/{node}/qemu/{vmid}/config"
+
+    def sync() -> int:
+        before = pve.state.served[config]
+        task = enqueue_operation("nodes.sync")
+        sync_nodes(TaskContext(task_id=task.id, attempt=1, max_attempts=4, queue="pve_periodic"))
+        return pve.state.served[config] - before
+
+    assert sync() == 1  # new: where are its disks?
+    assert sync() == 0  # nothing changed
+    with session_scope() as session:  # as if an admin migrated the template since the last sync
+        session.get(Template, tid).node = "pve2"
+    assert sync() == 1
+    with session_scope() as session:
+        row = session.get(Template, tid)
+        assert (row.node, row.storage) == ("pve1", "local-lvm")
 
 
 def test_node_sync_with_the_template_s_node_down_keeps_what_it_saw(pve, clean):

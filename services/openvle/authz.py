@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.orm import Session
 
+from openvle import targets
 from openvle.accounts.identity import Actor
 from openvle.db.models import Event, Participant, Role, Task, Vm
 from openvle.errors import Forbidden, NotFound
@@ -115,7 +116,7 @@ def tasks_branches(session: Session, actor: Actor) -> list[ColumnElement[bool]]:
     for event_id, participant_id in scope.attended.items():
         if event_id not in scope.taught:
             clauses.append(and_(Task.event_id == event_id,
-                                Task.target.like(f"event:{event_id}/participant:{participant_id}/%")))
+                                Task.target.like(targets.below(targets.participant(event_id, participant_id)))))
     return clauses
 
 

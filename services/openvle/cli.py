@@ -8,8 +8,9 @@ import argparse
 import sys
 
 from openvle.cli_accounts import add_commands as add_account_commands
+from openvle.cli_base import use_dev_redis
 from openvle.cli_events import add_commands as add_event_commands
-from openvle.cli_events import add_vm_commands, use_dev_redis
+from openvle.cli_events import add_vm_commands
 from openvle.roles import ROLES, UnknownRole, resolve
 from openvle.settings import SettingsError, get_settings
 

@@ -11,7 +11,7 @@ import argparse
 import getpass
 import sys
 
-from openvle.cli_events import EXIT_OK, CliError, check_database, guarded, note, render_table
+from openvle.cli_base import EXIT_OK, CliError, check_database, guarded, note, render_table
 
 ROLES = ("student", "teacher", "admin")
 
@@ -53,10 +53,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openvle.cli_events import _quiet_logs
+    from openvle.cli_base import quiet_logs
     from openvle.settings import get_settings
 
-    _quiet_logs(get_settings())
+    quiet_logs(get_settings())
     handler = {
         ("user", "create"): user_create, ("user", "list"): user_list, ("user", "set"): user_set,
         ("user", "password"): user_password, ("user", "invite"): user_invite,

@@ -26,12 +26,12 @@ from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from openvle import records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
-from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
+from openvle.db.models import Task, TaskDependency, TaskStatus
 from openvle.enqueue import enqueue_job
 from openvle.logs import job_context
 from openvle.queues import policy
@@ -122,9 +122,7 @@ def apply(action: str, task_id: int, by: str) -> Outcome:
 
 def _guard(conn: Connection, row) -> bool:
     """Lock the Task row if it is still as we checked it (status and attempts); False if not."""
-    return conn.execute(update(tasks).where(tasks.c.id == row.id, tasks.c.status == row.status,
-                                            tasks.c.attempts == row.attempts)
-                        .values(updated_at=utcnow())).rowcount == 1
+    return records.claim_unchanged(conn, row.id, row.status, row.attempts)
 
 
 def _looked_at(action: str, task_id: int):
@@ -177,12 +175,8 @@ def requeue(task_id: int, by: str) -> Outcome:
     with get_engine().begin() as conn:
         if not _guard(conn, row):
             return Outcome(task_id, False, "it changed meanwhile: look again")
-        conn.execute(update(tasks).where(tasks.c.id == task_id).values(
-            status=TaskStatus.QUEUED, rq_job_id=new_job_id, error=None, progress=0, finished_at=None,
-            next_attempt_at=None, message=f"requeued by {by}", max_attempts=row.attempts + queue_policy.max_attempts,
-            updated_at=utcnow()))
-        records.add_log(conn, task_id, row.attempts, "warning",
-                        f"requeued by {by} after {row.attempts} attempt(s)")  # the Task's own history says so
+        records.requeue_by_operator(conn, task_id, new_job_id, by, row.attempts,
+                                    max_attempts=row.attempts + queue_policy.max_attempts)
         parents = _parents(conn, task_id)
         task = conn.execute(select(Task).where(tasks.c.id == task_id)).first()
     old = _job(row.rq_job_id)

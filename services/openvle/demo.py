@@ -21,16 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from openvle.cli_events import (
-    EXIT_FAILED,
-    EXIT_OK,
-    StoreError,
-    check_database,
-    guarded,
-    report,
-    use_dev_redis,
-    watch,
-)
+from openvle.cli_base import EXIT_FAILED, EXIT_OK, StoreError, check_database, guarded, use_dev_redis
+from openvle.cli_progress import report, watch
 from openvle.settings import _Settings, get_settings, mask_url
 
 TEMPLATE = {"name": "demo-ubuntu", "pve_vmid": 9001, "node": "pve1", "clone_mode": "linked", "protocol": "rdp",
@@ -50,9 +42,9 @@ def say(line: str = "") -> None:
 
 
 def run(settings: _Settings, pause: bool = True) -> int:
-    from openvle.cli_events import _quiet_logs
+    from openvle.cli_base import quiet_logs
 
-    _quiet_logs(settings)
+    quiet_logs(settings)
     own: DevSystem | None = None
     try:
         if _system_ready(settings):

@@ -7,7 +7,6 @@ Task stays `queued` without a job and the reconciler enqueues it (see reconcile.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -15,8 +14,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
 from rq.job import Dependency, Job
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select
 
+from openvle import records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
 from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
@@ -25,6 +25,7 @@ from openvle.logs import job_context
 from openvle.operations import get_operation
 from openvle.queues import QueuePolicy, policy
 from openvle.settings import get_settings
+from openvle.targets import Target
 
 log = logging.getLogger("openvle.enqueue")
 
@@ -39,8 +40,6 @@ _PARENTS = select(Task.id, Task.status, Task.rq_job_id, Task.operation).where(
 # meanwhile either committed first (we see it) or waits for our commit and then finds and cancels
 # us: never a child left queued behind a failure.
 _LOCK_PARENTS = _PARENTS.with_for_update()
-_CANCEL = update(Task.__table__).where(Task.__table__.c.id == bindparam("tid")).values(
-    status=TaskStatus.CANCELLED, finished_at=bindparam("now"), error=bindparam("why"))
 
 
 def enqueue_operation(
@@ -84,7 +83,7 @@ def enqueue_operation(
         if failed:  # RQ would defer it forever behind a failed parent
             values.update(status=TaskStatus.CANCELLED, finished_at=now, error=(
                 f"cancelled: task {failed[0].id} ({failed[0].operation}) it depends on did not succeed"))
-            conn.execute(_CANCEL, {"tid": task_id, "now": now, "why": values["error"]})
+            records.born_cancelled(conn, task_id, values["error"], now)
     task = Task(id=task_id, **values)  # detached: callers read it, nobody writes through it
 
     if task.status == TaskStatus.QUEUED:
@@ -141,15 +140,12 @@ def run_step(operation: str, params: dict[str, Any], *, target: str, run: str,
 def subjects(target: str | None, params: dict[str, Any]) -> tuple[int | None, int | None]:
     """(event id, VM id) a Task concerns, from its params or its target ("event:4/…", "vm:12")."""
     event_id, vm_id = params.get("event_id"), params.get("vm_id")
-    if not isinstance(event_id, int) and target and (match := _EVENT_TARGET.match(target)):
-        event_id = int(match[1])
-    if not isinstance(vm_id, int) and target and (match := _VM_TARGET.search(target)):
-        vm_id = int(match[1])
+    parsed = Target.parse(target)
+    if not isinstance(event_id, int):
+        event_id = parsed.event_id
+    if not isinstance(vm_id, int):
+        vm_id = parsed.vm_id
     return (event_id if isinstance(event_id, int) else None), (vm_id if isinstance(vm_id, int) else None)
-
-
-_EVENT_TARGET = re.compile(r"event:(\d+)")
-_VM_TARGET = re.compile(r"(?:^|/)vm:(\d+)")
 
 
 class ParentJobsMissing(Exception):

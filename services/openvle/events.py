@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, update
 
-from openvle import alerts, capacity
+from openvle import alerts, capacity, targets
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -33,6 +33,7 @@ from openvle.db.models import (
     utcnow,
 )
 from openvle.enqueue import enqueue_operation
+from openvle.targets import Target
 
 log = logging.getLogger("openvle.events")
 
@@ -72,7 +73,7 @@ def slug(text: str) -> str:
 def active_task(event_id: int, operation: str) -> Task | None:
     with session_scope() as session:
         return session.execute(
-            select(Task).where(Task.operation == operation, Task.target == f"event:{event_id}",
+            select(Task).where(Task.operation == operation, Task.target == targets.event(event_id),
                                Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
         ).scalar_one_or_none()
 
@@ -92,7 +93,7 @@ def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_
         if status not in allowed:
             verb = operation.split('.')[1]
             raise EventError(f"event {event_id} is {status.replace('_', ' ')}: {refusal.format(verb=verb)}")
-        task = enqueue_operation(operation, {"event_id": event_id, **(args or {})}, target=f"event:{event_id}",
+        task = enqueue_operation(operation, {"event_id": event_id, **(args or {})}, target=targets.event(event_id),
                                  requested_by=requested_by)
     log.info("%s of event %s requested by %s: task %s", operation, event_id, requested_by, task.id)
     return Request(task.id, created=True)
@@ -372,15 +373,15 @@ def progress(event_id: int) -> dict:
             raise EventError(f"event {event_id} does not exist")
         latest_run = session.execute(
             select(Task.id, Task.operation, Task.status).where(
-                Task.target == f"event:{event_id}", Task.operation.in_(RUNS))
+                Task.target == targets.event(event_id), Task.operation.in_(RUNS))
             .order_by(Task.id.desc()).limit(1)
         ).first()
         rows = session.execute(
             # event_id first: its index finds the event's steps (enqueue sets it from the target)
             select(Task.id, Task.target, Task.status).where(Task.event_id == event_id,
-                                                           Task.target.like(f"event:{event_id}/%"),
+                                                           Task.target.like(targets.below(targets.event(event_id))),
                                                            # a VM someone clicked is no stage of a deploy or archive
-                                                           Task.target.not_like(f"event:{event_id}/vm:%"))
+                                                           Task.target.not_like(targets.event(event_id, "vm:%")))
         ).all()
         names = dict(session.execute(
             select(Participant.id, User.username).join(User, User.id == Participant.user_id)
@@ -394,9 +395,9 @@ def progress(event_id: int) -> dict:
     people: dict[str, dict[str, str]] = {}
     stages: dict[str, dict[str, int]] = {}
     for target, (_, status) in latest.items():
-        parts = target.split("/")
-        stage = parts[-1]
-        owner = names.get(int(parts[1].split(":")[1]), parts[1]) if len(parts) == 3 else "event"
+        parsed = Target.parse(target)
+        stage, pid = parsed.leaf, parsed.participant_id
+        owner = names.get(pid, f"participant:{pid}") if pid is not None else "event"
         state = STATE_WORDS.get(status, status)
         people.setdefault(owner, {})[stage] = state
         stages.setdefault(stage, {}).setdefault(state, 0)

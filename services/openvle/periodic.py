@@ -25,6 +25,7 @@ from rq import get_current_job
 from rq.cron import CronScheduler
 from sqlalchemy import select
 
+from openvle import targets
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, TaskStatus
@@ -92,7 +93,7 @@ def _run_once(periodic: Periodic, slot: int, ttl: int, claimant: str) -> str:
         log.info("periodic %s slot %s already taken; skipped", periodic.name, slot)
         return "duplicate"
     try:
-        task = enqueue_once(periodic.operation, target=f"periodic:{periodic.name}", requested_by="scheduler")
+        task = enqueue_once(periodic.operation, target=targets.periodic(periodic.name), requested_by="scheduler")
     except QueueUnavailable as exc:  # the Task is saved: the reconciler queues it
         return f"task {exc.task_id}"
     except Exception:
@@ -114,7 +115,7 @@ def catch_up(now: dt.datetime, claimant: str) -> list[str]:
         with session_scope() as session:
             # A run that failed for good (its retries spent while the database was away) is no run.
             ran = session.execute(select(Task.id).where(
-                Task.operation == periodic.operation, Task.target == f"periodic:{periodic.name}",
+                Task.operation == periodic.operation, Task.target == targets.periodic(periodic.name),
                 Task.created_at >= due, Task.status.in_((*TaskStatus.ACTIVE, TaskStatus.SUCCESS))).limit(1)).first()
             existed = session.execute(select(Task.id).where(Task.created_at < due).limit(1)).first()
         if ran is None and existed is not None:

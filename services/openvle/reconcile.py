@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from openvle import dead_workers, pacing, records
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine, session_scope
-from openvle.db.models import AttemptStatus, SubTask, Task, TaskDependency, TaskStatus, utcnow
+from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
 from openvle.enqueue import enqueue_job, missing_jobs
 from openvle.queues import QUEUE_NAMES, policy
 from openvle.settings import get_settings
@@ -117,14 +117,8 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
         and continuing_attempt(job) != task.attempts  # not a job waiting on purpose (CheckBack)
     ):
         # RQ already retried an attempt whose end nobody recorded.
-        with session_scope() as session:
-            session.execute(
-                update(SubTask)
-                .where(SubTask.task_id == task.id, SubTask.status == AttemptStatus.PROCESSING)
-                .values(status=AttemptStatus.ERROR, error="attempt lost: its end was never recorded",
-                        finished_at=utcnow())
-            )
-            session.execute(update(Task).where(Task.id == task.id).values(status=TaskStatus.QUEUED))
+        with get_engine().begin() as conn:
+            records.requeue_after_unrecorded_loss(conn, task.id)
         log.warning("recorded a lost attempt; RQ has the next one %s", status.value)
         report.lost_attempts.append(task.id)
 
@@ -208,12 +202,7 @@ def _close_finished(task: Task, job: Job) -> None:
     except Exception:  # a result RQ cannot read back must not keep the Task open
         result = None
     with get_engine().begin() as conn:
-        conn.execute(
-            update(SubTask.__table__)
-            .where(SubTask.task_id == task.id, SubTask.status == AttemptStatus.PROCESSING)
-            .values(status=AttemptStatus.SUCCESS, finished_at=utcnow())
-        )
-        records.record_success(conn, task.id, task.attempts, result)
+        records.close_finished(conn, task.id, task.attempts, result)
 
 
 def _cancel(task_id: int, reason: str) -> None:
@@ -223,14 +212,9 @@ def _cancel(task_id: int, reason: str) -> None:
     log.warning("cancelled: %s", reason)
 
 
-def _mark(task_id: int, status: str, progress: int | None = None) -> None:
-    values: dict = {"status": status, "updated_at": utcnow()}
-    if status in TaskStatus.FINAL:
-        values["finished_at"] = utcnow()
-    if progress is not None:
-        values["progress"] = progress
-    with session_scope() as session:
-        session.execute(update(Task).where(Task.id == task_id).values(**values))
+def _mark(task_id: int, status: str) -> None:
+    with get_engine().begin() as conn:
+        records.mark(conn, task_id, status)
 
 
 def _rq_failure(job: Job) -> str:

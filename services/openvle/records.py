@@ -1,6 +1,18 @@
-"""The writes that keep Task and SubTask rows true, as SQLAlchemy Core on one Connection.
+"""Every Task and SubTask transition, as SQLAlchemy Core on one Connection: the worker, the work
+horse (tracking.py), the reconciler, the operator controls and enqueue all change a Task's state
+through these functions only. The README's "A Task's life" has the state diagram.
 
-These run in every work horse, around every job, so they are kept to a few plain statements.
+  (new) --enqueue--> queued --an attempt opens--> processing --success--> success
+                      ^  ^                          |
+                      |  +--- failed or lost, ------+--- failed or lost, no attempt left ---> error
+                      |       attempts left         |
+                      |                             +--- CheckBack: stays processing, attempt open
+  operator requeue ---+ (from error or cancelled)
+  queued / processing --operator cancel, a parent failed--> cancelled (its dependents with it)
+  processing with a dead worker --operator force-fail--> error
+
+The hot path (open an attempt, close it with success) runs around every job, so it is kept to a few
+plain statements.
 RQ forks a fresh horse per job and SQLAlchemy caches compiled statements per process: `warm_up()`
 runs every one of them once in the worker before it forks, so horses inherit them compiled.
 """
@@ -168,6 +180,54 @@ def cancel_dependents(conn: Connection, task_id: int, cause: str, outcome: str =
             )
             job_ids += [row.rq_job_id for row in rows]
     return job_ids
+
+
+def born_cancelled(conn: Connection, task_id: int, reason: str, now: dt.datetime) -> None:
+    """A new Task whose parent already failed: RQ would defer it forever, so it never queues."""
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(
+        status=TaskStatus.CANCELLED, finished_at=now, error=reason))
+
+
+def requeue_after_unrecorded_loss(conn: Connection, task_id: int) -> None:
+    """RQ already runs (or queued) the next attempt of an attempt whose end nobody recorded."""
+    conn.execute(update(subtasks).where(subtasks.c.task_id == task_id,
+                                        subtasks.c.status == AttemptStatus.PROCESSING)
+                 .values(status=AttemptStatus.ERROR, error="attempt lost: its end was never recorded",
+                         finished_at=utcnow()))
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(status=TaskStatus.QUEUED))
+
+
+def close_finished(conn: Connection, task_id: int, attempt: int, result: Any) -> None:
+    """The success nobody wrote (RQ finished the job): the open attempt and the Task, with RQ's result."""
+    conn.execute(update(subtasks).where(subtasks.c.task_id == task_id,
+                                        subtasks.c.status == AttemptStatus.PROCESSING)
+                 .values(status=AttemptStatus.SUCCESS, finished_at=utcnow()))
+    record_success(conn, task_id, attempt, result)
+
+
+def mark(conn: Connection, task_id: int, status: str) -> None:
+    """Set the status as repairs find it (its job queued again, or queued anew); a final one closes it."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status in TaskStatus.FINAL:
+        values["finished_at"] = now
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values))
+
+
+def claim_unchanged(conn: Connection, task_id: int, status: str, attempts: int) -> bool:
+    """Lock the Task's row if it is still as an operator's check saw it; False if a worker moved it."""
+    return conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == status,
+                                            tasks.c.attempts == attempts)
+                        .values(updated_at=utcnow())).rowcount == 1
+
+
+def requeue_by_operator(conn: Connection, task_id: int, job_id: str, by: str, attempts: int,
+                        max_attempts: int) -> None:
+    """An ended Task queued again under a new RQ job, with `max_attempts` in all; its history says so."""
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(
+        status=TaskStatus.QUEUED, rq_job_id=job_id, error=None, progress=0, finished_at=None,
+        next_attempt_at=None, message=f"requeued by {by}", max_attempts=max_attempts, updated_at=utcnow()))
+    add_log(conn, task_id, attempts, "warning", f"requeued by {by} after {attempts} attempt(s)")
 
 
 def set_progress(conn: Connection, task_id: int, percent: int, message: str | None) -> None:

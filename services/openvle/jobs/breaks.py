@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from openvle import targets
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import EventStatus, Role, Vm, VmState
 from openvle.enqueue import enqueue_once, run_step
 from openvle.events import participants
-from openvle.jobs.events import _claim, _follow_patiently, _load_event, _one_planner, _participant_chain, _t
+from openvle.jobs.events import _claim, _follow_patiently, _load_event, _one_planner, _participant_chain
 from openvle.operations import operation
 
 SKIPPED = "another deploy, archive, suspend or resume of this event is in flight"
@@ -56,11 +57,11 @@ def plan_suspend(event_id: int, by: str) -> int:
         vm = vms.get(person.vm_id)
         if person.role != Role.PARTICIPANT or vm is None or vm.state != VmState.READY:
             continue  # no VM to stop (nobody can reach one that is not ready)
-        target = f"event:{event_id}/participant:{person.id}"
+        target = targets.participant(event_id, person.id)
         finals.append(run_step("guac.suspend_access", {"vm_id": vm.id, "teacher_ids": teachers},
                                target=f"{target}/revoke", run=by))
         finals.append(run_step("vm.stop", {"vm_id": vm.id}, target=f"{target}/stop", run=by))
-    run_step("event.mark_suspended", {"event_id": event_id}, target=_t(event_id, "suspended"), run=by,
+    run_step("event.mark_suspended", {"event_id": event_id}, target=targets.event(event_id, "suspended"), run=by,
              depends_on=finals)
     return len(finals) + 1
 
@@ -78,8 +79,8 @@ def plan_resume(event_id: int, by: str) -> int:
         chain = _participant_chain(event, person, teachers, by, restore_access=True)
         steps += len(chain)
         finals += chain[-1:]
-    enqueue_once("event.mark_resumed", {"event_id": event_id}, target=_t(event_id, "resumed"), requested_by=by,
-                 depends_on=finals)
+    enqueue_once("event.mark_resumed", {"event_id": event_id}, target=targets.event(event_id, "resumed"),
+                 requested_by=by, depends_on=finals)
     return steps + 1
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from openvle import guacamole_passwords, spread
+from openvle import guacamole_passwords, spread, targets
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
@@ -47,6 +47,7 @@ from openvle.jobs.vms import dns_name
 from openvle.mail import render
 from openvle.operations import operation
 from openvle.settings import get_settings
+from openvle.targets import Target
 
 log = logging.getLogger("openvle.jobs.events")
 
@@ -132,11 +133,11 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
     course_task = enrol_task = None
     if event.template.moodle_course_id:
         if event.moodle_course_id is None and only is None:
-            course_task = enqueue_once("event.course", {"event_id": event_id}, target=_t(event_id, "course"),
+            course_task = enqueue_once("event.course", {"event_id": event_id}, target=targets.event(event_id, "course"),
                                             requested_by=by)
             steps += 1
         if course_task is not None or event.moodle_course_id is not None:
-            enrol_task = enqueue_once("event.enrol", {"event_id": event_id}, target=_t(event_id, "enrol"),
+            enrol_task = enqueue_once("event.enrol", {"event_id": event_id}, target=targets.event(event_id, "enrol"),
                                            requested_by=by, depends_on=[course_task] if course_task else ())
             steps += 1
     # The final marker waits on the last step of every chain: each depends on the steps before it,
@@ -151,19 +152,19 @@ def plan_deploy(event_id: int, by: str, only: list[int] | None = None) -> int:
         finals += chain[-1:]
         if enrol_task is not None and _email_state(person.course_email_id) != EmailStatus.SENT:
             finals.append(enqueue_once("event.course_email", {"participant_id": person.id},
-                                            target=f"event:{event.id}/participant:{person.id}/course_email",
+                                            target=targets.participant(event.id, person.id, "course_email"),
                                             requested_by=by, depends_on=[enrol_task]))
             steps += 1
     for person in people:  # teachers: their Guacamole login (its password made for them), told once
         if person.role == Role.TEACHER and _email_state(person.access_email_id) != EmailStatus.SENT:
-            target = f"event:{event.id}/participant:{person.id}"
+            target = targets.participant(event.id, person.id)
             account = enqueue_once("guac.teacher_account", {"user_id": person.user_id},
                                    target=f"{target}/login", requested_by=by)
             finals.append(enqueue_once("event.teacher_email", {"participant_id": person.id},
                                        target=f"{target}/email", requested_by=by, depends_on=[account]))
             steps += 2
     if only is None:  # the final marker: runs only when every step succeeded
-        enqueue_once("event.mark_deployed", {"event_id": event_id}, target=_t(event_id, "deployed"),
+        enqueue_once("event.mark_deployed", {"event_id": event_id}, target=targets.event(event_id, "deployed"),
                           requested_by=by, depends_on=finals)
         steps += 1
     return steps
@@ -174,7 +175,7 @@ def _participant_chain(event: Event, person: Participant, teachers: list[int], b
     """clone → start → access → email, from the first step still missing; `restore_access` gives
     Guacamole access again even to a VM that has its connection (a resume after a break)."""
     vm = _vm_for(event, person)
-    target = f"event:{event.id}/participant:{person.id}"
+    target = targets.participant(event.id, person.id)
     chain, previous = [], []
     if vm.state != VmState.READY:
         previous = [enqueue_once("vm.clone", {"vm_id": vm.id}, target=f"{target}/clone", requested_by=by)]
@@ -216,10 +217,6 @@ def _email_state(email_id: int | None) -> str | None:
     with session_scope() as session:
         status = session.execute(select(Email.status).where(Email.id == email_id)).scalar()
     return EmailStatus.SENT if status is None else status
-
-
-def _t(event_id: int, stage: str) -> str:
-    return f"event:{event_id}/{stage}"
 
 
 @operation("event.course", queue="moodle")
@@ -353,10 +350,10 @@ def plan_archive(event_id: int, by: str, only: list[int] | None = None) -> int:
         finals += last
     if event.moodle_course_id is not None and only is None:
         finals.append(enqueue_once("event.course_archive", {"event_id": event_id},
-                                        target=_t(event_id, "course"), requested_by=by))
+                                        target=targets.event(event_id, "course"), requested_by=by))
         steps += 1
     if only is None:
-        enqueue_once("event.mark_archived", {"event_id": event_id}, target=_t(event_id, "archived"),
+        enqueue_once("event.mark_archived", {"event_id": event_id}, target=targets.event(event_id, "archived"),
                           requested_by=by, depends_on=finals)
         steps += 1
     return steps
@@ -366,7 +363,7 @@ def _participant_teardown(event: Event, person: Participant, by: str, notify: bo
     """Delete the Guacamole connection → stop the VM → delete the VM; then the user's Guacamole
     account (if nothing else needs it) and, for a whole archive, the notice email.
     Returns (steps enqueued, the last ones: those nothing else waits on)."""
-    target = f"event:{event.id}/participant:{person.id}"
+    target = targets.participant(event.id, person.id)
     chain: list = []
     with session_scope() as session:
         vm = session.get(Vm, person.vm_id) if person.vm_id else None
@@ -484,8 +481,9 @@ def _failures(steps) -> dict[str, str]:
     failures: dict[str, str] = {}
     by_owner: dict[str, list] = defaultdict(list)
     for step in steps:
-        parts = (step.target or "").split("/")
-        owner = names.get(parts[1], parts[1]) if len(parts) > 2 else parts[-1]
+        target = Target.parse(step.target)
+        pid = target.participant_id
+        owner = names.get(pid, f"participant:{pid}") if pid is not None else target.leaf
         by_owner[owner].append(step)
     for owner, owned in by_owner.items():
         if owner in MARKERS:
@@ -493,15 +491,15 @@ def _failures(steps) -> dict[str, str]:
         errors = [s for s in owned if s.status == TaskStatus.ERROR]
         if errors:
             first = min(errors, key=lambda s: s.id)
-            failures[owner] = f"{first.target.rsplit('/', 1)[-1]} failed: {first.error}"
+            failures[owner] = f"{Target.parse(first.target).leaf} failed: {first.error}"
         elif any(s.status == TaskStatus.CANCELLED for s in owned):
             cancelled = min((s for s in owned if s.status == TaskStatus.CANCELLED), key=lambda s: s.id)
-            failures[owner] = f"{cancelled.target.rsplit('/', 1)[-1]} not done: {cancelled.error}"
+            failures[owner] = f"{Target.parse(cancelled.target).leaf} not done: {cancelled.error}"
     return failures
 
 
-def _participant_names(steps) -> dict[str, str]:
-    ids = {int(p.split(":")[1]) for s in steps for p in (s.target or "").split("/") if p.startswith("participant:")}
+def _participant_names(steps) -> dict[int, str]:
+    ids = {pid for s in steps if (pid := Target.parse(s.target).participant_id) is not None}
     if not ids:
         return {}
     with session_scope() as session:
@@ -509,5 +507,5 @@ def _participant_names(steps) -> dict[str, str]:
             select(Participant.id, User.username).join(User, User.id == Participant.user_id)
             .where(Participant.id.in_(ids))
         ).all()
-    return {f"participant:{pid}": username for pid, username in rows}
+    return dict(rows)
 

@@ -17,6 +17,7 @@ import logging
 
 from sqlalchemy import select
 
+from openvle import targets
 from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
@@ -24,6 +25,7 @@ from openvle.db.models import Participant, Role, Task, TaskStatus, Vm, VmState
 from openvle.enqueue import run_step
 from openvle.errors import PermanentError
 from openvle.operations import operation
+from openvle.targets import Target
 
 log = logging.getLogger("openvle.jobs.fresh_starts")
 
@@ -33,8 +35,7 @@ STEPS = ("clone", "start", "access", "delete")  # the chain, in order (each step
 
 def target(vm: Vm, step: str) -> str:
     """"event:4/vm:17/fresh_start/clone": a VM's own steps are no stage of the event's runs."""
-    base = f"event:{vm.event_id}/vm:{vm.id}" if vm.event_id is not None else f"vm:{vm.id}"
-    return f"{base}/fresh_start/{step}"
+    return targets.vm(vm.id, vm.event_id, "fresh_start", step)
 
 
 @operation("vm.fresh_start", queue="core_periodic")
@@ -95,7 +96,7 @@ def _follow(ctx: TaskContext, vm_id: int, by: str) -> dict | CheckBack:
     failed = next((s for s in steps if s.status == TaskStatus.ERROR), None) \
         or next((s for s in steps if s.status == TaskStatus.CANCELLED), None)
     if failed is not None:
-        raise PermanentError(f"{failed.target.rsplit('/', 1)[-1]} failed: {failed.error}")
+        raise PermanentError(f"{Target.parse(failed.target).leaf} failed: {failed.error}")
     with session_scope() as session:
         new_id = session.execute(select(Vm.replaced_by_id).where(Vm.id == vm_id)).scalar()
     return {"old_vm": vm_id, "new_vm": new_id}

@@ -58,10 +58,15 @@ def sync_nodes(ctx: TaskContext) -> dict:
         for template in session.execute(select(Template)).scalars():
             found = by_vmid.get(template.pve_vmid)
             if found is not None:
+                disk = int(found.get("maxdisk") or template.maxdisk or 0)
+                # Its config (one request per template) only when its disk may be elsewhere: the
+                # first sync, a migration or a changed disk; else every sync re-reads every template.
+                moved = template.storage is None or template.node != found["node"] or template.maxdisk != disk
                 template.node = found["node"]
                 template.maxmem = int(found.get("maxmem") or template.maxmem)
-                template.maxdisk = int(found.get("maxdisk") or template.maxdisk)
-                template.storage = _storage_of(pve, ctx, template, online) or template.storage
+                template.maxdisk = disk
+                if moved:
+                    template.storage = _storage_of(pve, ctx, template, online) or template.storage
 
         missing, ours = [], set()
         for vm in session.execute(select(Vm).where(Vm.vmid.is_not(None), Vm.state.in_(VmState.LIVE))).scalars():

@@ -16,7 +16,7 @@ from typing import Any
 from rq import Queue, get_current_job
 from sqlalchemy import select, update
 
-from openvle import clone_watch, pacing
+from openvle import clone_watch, pacing, targets
 from openvle.clients.proxmox import (
     AnswerLost,
     NotFound,
@@ -68,7 +68,7 @@ def request_clone(template_id: int, name: str, *, event_id: int | None = None, p
         session.add(vm)
         session.flush()
         vm_id = vm.id
-    task = enqueue_operation("vm.clone", {"vm_id": vm_id}, target=f"vm:{vm_id}", requested_by=requested_by,
+    task = enqueue_operation("vm.clone", {"vm_id": vm_id}, target=targets.vm(vm_id), requested_by=requested_by,
                              depends_on=depends_on)
     return vm_id, task
 
@@ -81,7 +81,7 @@ def request_action(action: str, vm_id: int, *, target_node: str | None = None, r
         params["target"] = target_node
     else:
         params["watch"] = True  # someone is looking at the button: see it settle within a second
-    target = f"event:{event_id}/vm:{vm_id}" if event_id is not None else f"vm:{vm_id}"
+    target = targets.vm(vm_id, event_id)
     # Ahead of the queued steps of a deploy or archive (the same queue): a click waits only for a free worker.
     return enqueue_operation(f"vm.{action}", params, target=target, requested_by=requested_by,
                              at_front=action != "migrate")

@@ -76,9 +76,10 @@ def _members(session, event_id: int, only_user: int | None = None) -> list[Membe
     return [MemberView.model_validate(row._asdict()) for row in session.execute(query).all()]
 
 
-def get_event(actor: Actor, event_id: int, manage: str | None = None) -> EventDetailView:
+def get_event(actor: Actor, event_id: int, manage: str | None = None, plan: bool = True) -> EventDetailView:
     """The event with its members (all of them for its teachers, only oneself for a participant);
-    with `manage`, only for those who may do that to it (Forbidden for its participants)."""
+    with `manage`, only for those who may do that to it (Forbidden for its participants). Without
+    `plan`, no deploy batches or plan: the live box asks every second and shows neither."""
     with session_scope() as session:
         event = authz.event(session, actor, event_id, manage=manage)
         view = _views(session, actor, [event])[0]
@@ -86,14 +87,14 @@ def get_event(actor: Actor, event_id: int, manage: str | None = None) -> EventDe
         # Only before the VMs exist, and with the count just read: the live box asks every second.
         fit = capacity.assess(session, event, view.participants) if view.teaches and event.status in UNDEPLOYED \
             else None
-        planned = spread.batches(session, event_id)
+        planned = spread.batches(session, event_id) if plan else []
         batches = [BatchView.model_validate({**{k: getattr(b, k) for k in (
             "number", "run_at", "size", "clone_seconds", "over_capacity", "task_id")}, "state": spread.state(b)})
             for b in planned]
-        plan = spread.describe(session, event, planned)
+        described = spread.describe(session, event, planned) if plan else None
     return EventDetailView(**view.model_dump(), members=members,
                            capacity=CapacityView.model_validate(fit) if fit is not None else None,
-                           deploy_batches=batches, deploy_plan=plan)
+                           deploy_batches=batches, deploy_plan=described)
 
 
 def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:

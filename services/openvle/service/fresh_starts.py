@@ -10,14 +10,13 @@ import math
 
 from sqlalchemy import select, update
 
-from openvle import authz
+from openvle import authz, targets
 from openvle.accounts.identity import Actor
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Task, TaskStatus, Vm, VmState, utcnow
 from openvle.enqueue import enqueue_operation
 from openvle.errors import Conflict, TooSoon
-from openvle.jobs.fresh_starts import target
 from openvle.service.tasks import get_task
 from openvle.service.views import TaskRequest
 from openvle.settings import get_settings
@@ -72,7 +71,7 @@ def fresh_start(actor: Actor, vm_id: int) -> TaskRequest:
                               f"(RESET_TO_TEMPLATE_COOLDOWN); the next is possible from {next_at:%Y-%m-%d %H:%M:%S} "
                               f"UTC, in {_span(wait)}", retry_after=wait)
             session.execute(update(Participant).where(Participant.id == person.id).values(fresh_start_at=now))
-            where = target(vm, "request").rsplit("/", 1)[0]
+            where = targets.vm(vm.id, vm.event_id, "fresh_start")
         task = enqueue_operation(OPERATION, {"vm_id": vm_id}, target=where, requested_by=actor.requested_by)
     return TaskRequest(task=get_task(actor, task.id), created=True)
 

@@ -149,8 +149,11 @@ class Api:
             if found is None:
                 raise ApiError(501, f"Method '{method} {rel}' not implemented")
             route, path_params = found
+            name = "{} /{}".format(method, "/".join(route.segments))
+            self.state.hold_if_planned(name)
             with self.state.lock:
                 self.state.advance()
+                self.state.served[name] += 1
                 if "node" in path_params:
                     self._proxy_check(path_params["node"])
                 values = validate({**params, **path_params}, route.schema)

@@ -11,6 +11,7 @@ import copy
 import random
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,8 @@ class ClusterState:
                  storage_concurrency: int = 4, lock_wait: float = 1.0, auth_fail_delay: float = 3.0,
                  seed: int | None = None):
         self.lock = threading.RLock()
+        self._holds = threading.Condition()  # requests held back (hold_requests), apart from the cluster's lock
+        self._holding = self._release_generation = 0
         self.clock = clock or Clock()
         self._epoch = self.clock.time() - self.clock.monotonic()
         self._initial = SimConfig(storage_concurrency=storage_concurrency, lock_wait=lock_wait,
@@ -82,6 +85,10 @@ class ClusterState:
             self.rng = random.Random(self._initial_seed)  # fault decisions
             self.error_plan = EveryNth()
             self._clones_started = 0  # counted for faults.clone_lock_timeouts
+            self.release_held()
+            self._hold_route, self._hold_count = "", 0
+            # Requests answered, by route ("GET /nodes/{node}/qemu/{vmid}/config"): what a client asks how often
+            self.served: Counter[str] = Counter()
             self._clone_requests = 0  # counted for faults.lost_clone_responses
             self.lose_plan = EveryNth()  # faults.lose_every over write requests
             self.ids = random.Random()  # MACs, UUIDs: need not be reproducible
@@ -281,6 +288,42 @@ class ClusterState:
                 decision.error = ("got no worker upid - start worker failed\n" if method in ("POST", "DELETE")
                                   else "Connection refused\n")
             return decision
+
+    # ---- requests held back: a caller stopped (killed) while it waits for an answer --------------------
+
+    def hold_requests(self, route: str, count: int = 1) -> None:
+        """Hold each of the next `count` requests to `route` (as `served` names it, for example
+        "GET /nodes/{node}/tasks/{upid}/status") before it is handled, until release_held(). A caller
+        killed meanwhile is known to be inside that request, and nothing was done for it."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError("count must be an integer >= 0")
+        with self._holds:
+            self._hold_route, self._hold_count = route, count
+
+    def hold_if_planned(self, route: str) -> None:
+        """Called by the API before it handles a request: wait here while the plan holds it."""
+        with self._holds:
+            if route != self._hold_route or self._hold_count <= 0:
+                return
+            self._hold_count -= 1
+            release = self._release_generation
+            self._holding += 1
+            self._holds.notify_all()
+            while release == self._release_generation:
+                self._holds.wait()
+            self._holding -= 1
+
+    def wait_holding(self, timeout: float = 5.0) -> None:
+        """Block until a request is being held (see hold_requests)."""
+        with self._holds:
+            if not self._holds.wait_for(lambda: self._holding > 0, timeout):
+                raise TimeoutError(f"no request held within {timeout} s")
+
+    def release_held(self) -> None:
+        """Let every held request go on (its caller may be gone: its answer then goes nowhere)."""
+        with self._holds:
+            self._release_generation += 1
+            self._holds.notify_all()
 
     def answer_lost(self, method: str, is_clone: bool) -> bool:
         """Count a write request that was carried out; True when the plan says its answer is lost."""

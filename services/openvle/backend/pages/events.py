@@ -24,6 +24,7 @@ from openvle.service import events, fresh_starts, templates
 from openvle.service.tasks import TaskFilter, tasks_of
 from openvle.service.views import EventDetailView
 from openvle.specs import EventPatch, EventSpec, Member
+from openvle.targets import Target
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -94,7 +95,7 @@ def create_event(request: Request, name: str = Form("", max_length=300), descrip
 
 def _live(request: Request, actor: Actor, event_id: int, event: EventDetailView | None = None):
     """The part that moves while work runs: status, percentage, the buttons, the stage table."""
-    event = event or events.get_event(actor, event_id)
+    event = event or events.get_event(actor, event_id, plan=False)
     progress = events.progress(actor, event_id)
     stages = STAGES.get(progress.operation, DEPLOY_STAGES)
     course = progress.participants.get("event", {})
@@ -114,10 +115,11 @@ def _history(request: Request, actor: Actor, event_id: int):
 
 def _step(target: str | None, names: dict[int, str]) -> str:
     """"event:4/participant:9/clone" -> "ada: clone"; "event:4/course" -> "course"; "event:4" -> "event"."""
-    parts = (target or "").split("/")
-    if len(parts) == 3 and parts[1].startswith("participant:") and parts[1][12:].isdigit():
-        return f"{names.get(int(parts[1][12:]), parts[1])}: {parts[2]}"
-    return parts[-1] if len(parts) > 1 else "event"
+    parsed = Target.parse(target)
+    pid = parsed.participant_id
+    if pid is not None and len(parsed.parts) == 3:
+        return f"{names.get(pid, f'participant:{pid}')}: {parsed.leaf}"
+    return parsed.leaf if len(parsed.parts) > 1 else "event"
 
 
 def _event_page(request: Request, actor: Actor, event_id: int, status: int = 200, **forms: FormState) -> Response:
@@ -143,7 +145,7 @@ def event_page(event_id: Id, request: Request, actor: Actor = Depends(page_actor
 
 @router.get("/events/{event_id}/live", name="pages.event_live")
 def event_live(event_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Response:
-    event = events.get_event(actor, event_id, manage="see the participants of")  # the same check as the page
+    event = events.get_event(actor, event_id, manage="see the participants of", plan=False)  # the page's check
     return poll_answer(request, *_live(request, actor, event_id, event))
 
 
@@ -173,7 +175,7 @@ def run(event_id: Id, verb: Literal["deploy", "archive", "retry", "suspend", "re
 @router.post("/events/{event_id}/vms/{vm_id}/fresh-start", name="pages.event_fresh_start")
 def fresh_start(event_id: Id, vm_id: Id, request: Request, actor: Actor = Depends(page_actor)) -> Response:
     """A participant's VM replaced by a new copy of the template (service/fresh_starts.py)."""
-    events.get_event(actor, event_id, manage="start VMs afresh in")  # its teachers and admins
+    events.get_event(actor, event_id, manage="start VMs afresh in", plan=False)  # its teachers and admins
     if vm_id not in {m.vm_id for m in events.list_members(actor, event_id)}:
         raise NotFound(f"VM {vm_id} is not a VM of event {event_id}")
     fresh_starts.fresh_start(actor, vm_id)
