@@ -49,8 +49,10 @@ def enqueue_operation(
     target: str | None = None,
     requested_by: str | None = None,
     depends_on: Sequence[Task | int] = (),
+    at_front: bool = False,
 ) -> Task:
     """Create the Task for `operation` and queue it; it runs only after every `depends_on` succeeded.
+    `at_front` puts it at the head of its queue, before the jobs waiting there (a click someone waits for).
 
     Raises UnknownOperation for a name nobody registered, and QueueUnavailable (the Task is saved)
     when Redis does not answer.
@@ -87,7 +89,7 @@ def enqueue_operation(
     if task.status == TaskStatus.QUEUED:
         waiting_on = [p.rq_job_id for p in parents if p.status != TaskStatus.SUCCESS]
         try:
-            enqueue_job(task, queue_policy, waiting_on)
+            enqueue_job(task, queue_policy, waiting_on, at_front=at_front)
         except ParentJobsMissing as exc:
             with job_context(queue=op.queue, job_id=task.rq_job_id, task_id=task.id):
                 log.warning("task saved but not queued: %s; the reconciler queues it after them", exc)
@@ -166,7 +168,7 @@ def missing_jobs(job_ids: Sequence[str]) -> list[str]:
 
 
 def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str] = (), retries_left: int | None = None,
-                first_attempt: int | None = None):
+                first_attempt: int | None = None, at_front: bool = False):
     """Put the Task's job on its queue (also used by the reconciler to re-create a lost job, and by
     requeue to start a new series of attempts after `first_attempt - 1` used ones).
 
@@ -202,6 +204,7 @@ def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str]
         on_failure=Callback(on_job_failure),
         on_stopped=Callback(on_job_stopped),
         meta={"task_id": task.id, "first_attempt": first_attempt},
+        at_front=at_front,
     )
     with job_context(queue=queue_policy.name, job_id=job.id, task_id=task.id):
         log.info("queued %s%s", task.operation, f" after {len(waiting_on)} task(s)" if waiting_on else "")

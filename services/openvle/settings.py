@@ -225,7 +225,7 @@ class _Settings(BaseSettings):
         ge=10, le=86400)
     PVE_ACTION_WATCH: int = setting(
         10, "seconds a start, stop or reset that someone clicked is watched within its job (each look "
-        "0.25 s apart) before the worker looks back every PVE_POLL_INTERVAL; 0 never watches",
+        "0.1 s apart) before the worker looks back every PVE_POLL_INTERVAL; 0 never watches",
         "seconds, 0 to 60", ge=0, le=60)
     PVE_POLL_INTERVAL: int = setting(
         3, "seconds between checks of a running Proxmox task (the worker is free meanwhile)",

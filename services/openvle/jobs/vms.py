@@ -41,6 +41,7 @@ log = logging.getLogger("openvle.jobs.vms")
 MARK = "openvle-vm-id"  # written into the description of every VM we clone: proves a VM is ours
 LINGER = 1.5  # seconds a clone about to end is watched within the job, when no other job waits
 LINGER_STEP = 0.25
+ACTION_LOOK = 0.1  # a watched click looks this often: its end is seen within 0.1 s (one task-status call each)
 # With a clone watcher leading, a running clone's job looks this long after (the watcher wakes it at
 # the clone's end); it looks by itself only when the watcher misses it (a node's list unreadable).
 WATCHED_LOOK = 30
@@ -74,7 +75,9 @@ def request_action(action: str, vm_id: int, *, target_node: str | None = None, r
     else:
         params["watch"] = True  # someone is looking at the button: see it settle within a second
     target = targets.vm(vm_id, event_id)
-    return enqueue_operation(f"vm.{action}", params, target=target, requested_by=requested_by)
+    # Ahead of the queued steps of a deploy or archive (the same queue): a click waits only for a free worker.
+    return enqueue_operation(f"vm.{action}", params, target=target, requested_by=requested_by,
+                             at_front=action != "migrate")
 
 
 # --- shared steps -----------------------------------------------------------------------------------
@@ -358,7 +361,7 @@ def _act(ctx: TaskContext, vm_id: int, action: str, target: str | None = None) -
         result = _poll(pve, vm, settings.PVE_ACTION_TIMEOUT)
         if isinstance(result, CheckBack):
             return result
-        if action == "reset" and task_type in ("qmreset", "qmstart"):
+        if task_type in _ENDED_BY.get(action, ()):  # its own task ended well: no second look at the VM
             return _done(pve, vm, action)
     found = pve.locate(vm.vmid)
     if found is None or not _ours(pve, found, vm):
@@ -389,6 +392,10 @@ def _act(ctx: TaskContext, vm_id: int, action: str, target: str | None = None) -
     return CheckBack(settings.PVE_POLL_INTERVAL, f"{action} of VM {vm.vmid} running")
 
 
+# The Proxmox tasks whose good end is the end of an action (a stopped VM's reset starts it).
+_ENDED_BY = {"start": ("qmstart",), "stop": ("qmstop",), "reset": ("qmreset", "qmstart")}
+
+
 def _done(pve: Proxmox, vm: Vm, action: str) -> dict:
     found = pve.locate(vm.vmid) or {}
     _refresh(vm, {"node": found.get("node", vm.node), "status": found.get("status"), "lock": found.get("lock")})
@@ -415,7 +422,7 @@ def _watched(ctx: TaskContext, vm_id: int, action: str, watch: bool) -> dict | C
     result = _act(ctx, vm_id, action)
     deadline = time.monotonic() + (get_settings().PVE_ACTION_WATCH if watch else 0)
     while isinstance(result, CheckBack) and time.monotonic() < deadline:
-        time.sleep(LINGER_STEP)
+        time.sleep(ACTION_LOOK)
         result = _act(ctx, vm_id, action)
     return result
 
