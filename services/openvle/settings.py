@@ -91,7 +91,7 @@ class _Settings(BaseSettings):
         3, "seconds between heartbeats of a busy worker; a worker 3 heartbeats late, or whose process is gone "
         "(seen from the same machine), is taken for dead and its job retried", "seconds, 1 to 300", ge=1, le=300)
     WORKER_LIVES_DIR: str = setting(
-        "/tmp/openvle-workers", "directory where a worker leaves a note of its name: a container started again "
+        "var/workers", "directory where a worker leaves a note of its name: a container started again "
         "(after kill -9 or the OOM killer) finds its killed worker's note there and retries its job at once; "
         "the container's own, never a volume shared with another", "a directory path", min_length=1)
     RECONCILE_INTERVAL: int = setting(

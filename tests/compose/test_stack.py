@@ -295,6 +295,8 @@ def test_event_deploys_and_archives_through_the_stack_surviving_a_killed_clone_w
     log = live.compose.run("logs", "--no-color", "worker-vm-clone").stdout
     # ... and its restart after the kill is clean (its old name may still be registered in Redis).
     assert "Traceback" not in log, log[log.index("Traceback") - 500:][:3000]
+    # The container started again knew its killed worker at once, by the life note it left (issue 17).
+    assert re.search(r"workers that left a life note in \S+ and are gone: worker-vm-clone@", log), log[-3000:]
     for task in clone_tasks:
         pattern = (rf"role=worker-vm-clone queue=pve_vm_clone job={task['rq_job_id']} task={task['id']} "
                    rf"attempt=\d+/\d+ \S+: vm\.clone")

@@ -187,9 +187,10 @@ def test_kill9_the_clone_worker_mid_deploy_of_20_costs_seconds(lab, start_role, 
     clock = Clock()
     request_deploy(event_id)
     wait_for(lambda: operation_done("vm.clone") >= 4, 300, "4 clones done", roles["worker-vm-clone"])
-    # The kill lands inside a clone job: its look at a running clone is held in Proxmox until then.
-    # (Seen in a registry instead, it could fall between two jobs or after one handed back to RQ.)
-    lab["pve"].state.hold_requests("GET /nodes/{node}/tasks/{upid}/status")
+    # The kill lands inside a clone job: its look at a running clone is held in Proxmox until then
+    # (a clone's UPID: the `worker` role's start jobs look at their tasks too). Seen in a registry
+    # instead, it could fall between two jobs or after one handed back to RQ.
+    lab["pve"].state.hold_requests("GET /nodes/{node}/tasks/{upid}/status", path_contains="qmclone")
     lab["pve"].state.wait_holding(timeout=300)
     kill9(roles["worker-vm-clone"])
     killed_at = utcnow()

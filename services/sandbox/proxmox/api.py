@@ -150,7 +150,7 @@ class Api:
                 raise ApiError(501, f"Method '{method} {rel}' not implemented")
             route, path_params = found
             name = "{} /{}".format(method, "/".join(route.segments))
-            self.state.hold_if_planned(name)
+            self.state.hold_if_planned(name, rel)
             with self.state.lock:
                 self.state.advance()
                 self.state.served[name] += 1

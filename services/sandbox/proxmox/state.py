@@ -86,7 +86,7 @@ class ClusterState:
             self.error_plan = EveryNth()
             self._clones_started = 0  # counted for faults.clone_lock_timeouts
             self.release_held()
-            self._hold_route, self._hold_count = "", 0
+            self._hold_route, self._hold_count, self._hold_path = "", 0, ""
             # Requests answered, by route ("GET /nodes/{node}/qemu/{vmid}/config"): what a client asks how often
             self.served: Counter[str] = Counter()
             self._clone_requests = 0  # counted for faults.lost_clone_responses
@@ -291,19 +291,20 @@ class ClusterState:
 
     # ---- requests held back: a caller stopped (killed) while it waits for an answer --------------------
 
-    def hold_requests(self, route: str, count: int = 1) -> None:
+    def hold_requests(self, route: str, count: int = 1, path_contains: str = "") -> None:
         """Hold each of the next `count` requests to `route` (as `served` names it, for example
-        "GET /nodes/{node}/tasks/{upid}/status") before it is handled, until release_held(). A caller
-        killed meanwhile is known to be inside that request, and nothing was done for it."""
+        "GET /nodes/{node}/tasks/{upid}/status") whose path contains `path_contains` (a clone's
+        UPID has "qmclone"), before it is handled, until release_held(). A caller killed meanwhile
+        is known to be inside that request, and nothing was done for it."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError("count must be an integer >= 0")
         with self._holds:
-            self._hold_route, self._hold_count = route, count
+            self._hold_route, self._hold_count, self._hold_path = route, count, path_contains
 
-    def hold_if_planned(self, route: str) -> None:
+    def hold_if_planned(self, route: str, path: str = "") -> None:
         """Called by the API before it handles a request: wait here while the plan holds it."""
         with self._holds:
-            if route != self._hold_route or self._hold_count <= 0:
+            if route != self._hold_route or self._hold_count <= 0 or self._hold_path not in path:
                 return
             self._hold_count -= 1
             release = self._release_generation
