@@ -9,20 +9,20 @@ from openvle import targets
 from openvle.targets import Target
 
 
-@pytest.mark.parametrize(("written", "event_id", "participant_id", "vm_id", "leaf", "stage"), [
-    (targets.event(4), 4, None, None, "event:4", None),
-    (targets.event(4, "course"), 4, None, None, "course", "course"),
-    (targets.participant(4, 9, "clone"), 4, 9, None, "clone", "clone"),
-    (targets.participant(4, 9, "delete-12"), 4, 9, None, "delete-12", "delete-12"),
-    (targets.vm(17, 4), 4, None, 17, "vm:17", None),
-    (targets.vm(12), None, None, 12, "vm:12", None),
-    (targets.vm(17, 4, "fresh_start", "clone"), 4, None, 17, "clone", "clone"),
-    (targets.periodic("heartbeat"), None, None, None, "periodic:heartbeat", "periodic:heartbeat"),
+@pytest.mark.parametrize(("written", "event_id", "participant_id", "vm_id", "leaf"), [
+    (targets.event(4), 4, None, None, "event:4"),
+    (targets.event(4, "course"), 4, None, None, "course"),
+    (targets.participant(4, 9, "clone"), 4, 9, None, "clone"),
+    (targets.participant(4, 9, "delete-12"), 4, 9, None, "delete-12"),
+    (targets.vm(17, 4), 4, None, 17, "vm:17"),
+    (targets.vm(12), None, None, 12, "vm:12"),
+    (targets.vm(17, 4, "fresh_start", "clone"), 4, None, 17, "clone"),
+    (targets.periodic("heartbeat"), None, None, None, "periodic:heartbeat"),
 ])
-def test_what_is_written_reads_back(written, event_id, participant_id, vm_id, leaf, stage):
+def test_what_is_written_reads_back(written, event_id, participant_id, vm_id, leaf):
     parsed = Target.parse(written)
-    assert (parsed.event_id, parsed.participant_id, parsed.vm_id, parsed.leaf, parsed.stage) == (
-        event_id, participant_id, vm_id, leaf, stage)
+    assert (parsed.event_id, parsed.participant_id, parsed.vm_id, parsed.leaf) == (
+        event_id, participant_id, vm_id, leaf)
 
 
 def test_the_stored_forms_are_unchanged():

@@ -96,7 +96,8 @@ def _repair(task: Task, job: Job | None, report: Report) -> None:
         # Its status says it waits in a queue or the schedule, but it is in neither: nobody would
         # ever run it (a write lost between two steps, a crash mid-move). CheckBack jobs included.
         Queue(job.origin, connection=get_redis()).enqueue_job(job, at_front=True)
-        _mark(task.id, task.status)
+        with get_engine().begin() as conn:
+            records.mark(conn, task.id, task.status)
         log.warning("job was %s in name only; put back on its queue", status.value)
         report.requeued.append(task.id)
     elif status == JobStatus.FAILED:
@@ -178,7 +179,8 @@ def _recreate_job(task: Task, report: Report) -> None:
     waiting_on = [p.rq_job_id for p in waiting]
     # Attempts go on from the used ones (a requeued Task allows more than its queue's policy).
     enqueue_job(task, queue_policy, waiting_on, retries_left=allowed - used - 1, first_attempt=used + 1)
-    _mark(task.id, TaskStatus.QUEUED)
+    with get_engine().begin() as conn:
+        records.mark(conn, task.id, TaskStatus.QUEUED)
     log.warning("job was missing from Redis; queued again (%d attempt(s) used)", used)
     report.requeued.append(task.id)
 
@@ -210,11 +212,6 @@ def _cancel(task_id: int, reason: str) -> None:
         job_ids = records.record_cancelled(conn, task_id, f"cancelled: {reason}")
     cancel_jobs(job_ids)
     log.warning("cancelled: %s", reason)
-
-
-def _mark(task_id: int, status: str) -> None:
-    with get_engine().begin() as conn:
-        records.mark(conn, task_id, status)
 
 
 def _rq_failure(job: Job) -> str:

@@ -62,17 +62,3 @@ class Target:
     def leaf(self) -> str:
         """The last part as written: the step ("clone", "delete-12"), or the object when it has no step."""
         return self.parts[-1] if self.parts else ""
-
-    @property
-    def steps(self) -> tuple[str, ...]:
-        """The parts after the objects: ("clone",), ("fresh_start", "clone"), () for a run or a click."""
-        return tuple(p for p in self.parts if not _is_object(p))
-
-    @property
-    def stage(self) -> str | None:
-        return self.steps[-1] if self.steps else None
-
-
-def _is_object(part: str) -> bool:
-    kind, _, number = part.partition(":")
-    return kind in _IDS and number.isdigit()

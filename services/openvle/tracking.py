@@ -222,11 +222,6 @@ def record_success(success: Success | None, transaction: Callable[[], AbstractCo
         _not_recorded("the success", success.task_id, exc)
 
 
-def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
-    """In the worker process, after the horse exited: record a success it left to us, now."""
-    record_success(finished_attempt(job)[0], transaction)
-
-
 def _not_recorded(what: str, task_id: int, exc: BaseException) -> None:
     if stores.database_down(exc):  # an outage is expected and said once by its own lines: no traceback
         log.warning("could not record %s of task %s: the database is away (%s); the reconciler records it from "
