@@ -3,37 +3,35 @@ GUACAMOLE_DATASOURCE, GUACAMOLE_VERIFY_SSL).
 
 One session token, kept in Redis so every work horse reuses it; renewed when Guacamole answers 403
 PERMISSION_DENIED (expired), given back (logout) when a worker shuts down. Guacamole says "exists"
-with a 400 duplicate-name error: callers get DuplicateName and look the object up instead.
+with a 400 duplicate-name error: callers get DuplicateName and look the object up instead. Failures
+are sorted, retried and masked as every outside call's are (clients/outside.py).
 """
 
 from __future__ import annotations
 
 import base64
-import logging
 from typing import Any
 
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from openvle.clients.tls import client_context, untrusted, untrusted_message
+from openvle.clients.outside import OutsideError, PermanentOutsideError, TransientError, http_failure, retried
+from openvle.clients.tls import client_context
 from openvle.connections import get_redis
 from openvle.errors import PermanentError
 from openvle.settings import Settings, get_settings
 
-log = logging.getLogger("openvle.guacamole")
-
 TOKEN_KEY = "openvle:guacamole:token"
 
 
-class GuacamoleError(Exception):
+class GuacamoleError(OutsideError):
+    system = "Guacamole"
+
+
+class GuacamoleTransientError(GuacamoleError, TransientError):
     pass
 
 
-class GuacamoleTransientError(GuacamoleError):
-    pass
-
-
-class GuacamolePermanentError(GuacamoleError, PermanentError):
+class GuacamolePermanentError(GuacamoleError, PermanentOutsideError):
     pass
 
 
@@ -99,13 +97,9 @@ class Guacamole:
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise GuacamoleTransientError("Guacamole did not answer in time (GUACAMOLE_TIMEOUT)") from None
         except httpx.TransportError as exc:
-            if (cert_error := untrusted(exc)) is not None:
-                raise GuacamolePermanentError(
-                    untrusted_message("Guacamole", self.base, "GUACAMOLE_VERIFY_SSL", cert_error)) from None
-            raise GuacamoleTransientError(f"cannot reach Guacamole: {type(exc).__name__}") from None
+            raise http_failure(exc, self.base, "GUACAMOLE", GuacamoleTransientError,
+                               GuacamolePermanentError) from None
 
     @staticmethod
     def _body(response: httpx.Response) -> Any:
@@ -116,8 +110,7 @@ class Guacamole:
         except ValueError:
             raise GuacamoleTransientError(f"Guacamole answered {response.status_code} without JSON") from None
 
-    @retry(retry=retry_if_exception_type(GuacamoleTransientError), stop=stop_after_attempt(3),
-           wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
+    @retried(lambda self, method, path, json=None: f"{method} {path}")
     def _call(self, method: str, path: str, json: Any = None) -> Any:
         try:
             return self._authorised(method, path, json, renew=False)

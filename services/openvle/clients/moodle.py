@@ -3,7 +3,7 @@
 Parameters are form-encoded the PHP way (users[0][email]=...). Moodle reports errors inside HTTP 200
 answers as {"exception", "errorcode", "message"}: `errorcode` decides. Errors of configuration or
 input (invalidtoken, accessexception, invalidparameter, ...) are permanent; database hiccups, 5xx
-and the network are transient.
+and the network are transient: retried and masked as every outside call's are (clients/outside.py).
 """
 
 from __future__ import annotations
@@ -11,26 +11,28 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from openvle.clients.tls import client_context, untrusted, untrusted_message
+from openvle.clients.outside import OutsideError, PermanentOutsideError, TransientError, http_failure, retried
+from openvle.clients.tls import client_context
 from openvle.errors import PermanentError
 from openvle.settings import Settings, get_settings
 
 PATH = "/webservice/rest/server.php"
 
 
-class MoodleError(Exception):
+class MoodleError(OutsideError):
+    system = "Moodle"
+
     def __init__(self, message: str, errorcode: str | None = None):
         super().__init__(message)
         self.errorcode = errorcode
 
 
-class MoodleTransientError(MoodleError):
+class MoodleTransientError(MoodleError, TransientError):
     pass
 
 
-class MoodlePermanentError(MoodleError, PermanentError):
+class MoodlePermanentError(MoodleError, PermanentOutsideError):
     pass
 
 
@@ -67,20 +69,15 @@ class Moodle:
         self._http = httpx.Client(base_url=self.base, timeout=settings.MOODLE_TIMEOUT,
                                   verify=client_context(settings.verify("MOODLE_VERIFY_SSL")))
 
-    @retry(retry=retry_if_exception_type(MoodleTransientError), stop=stop_after_attempt(3),
-           wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
+    @retried(lambda self, function, **params: function)
     def call(self, function: str, **params: Any) -> Any:
         form = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
         form += flatten(params)
         try:
             response = self._http.post(PATH, data=dict(form))  # PHP bracket keys are unique
-        except httpx.TimeoutException:
-            raise MoodleTransientError(f"Moodle did not answer {function} in time (MOODLE_TIMEOUT)") from None
         except httpx.TransportError as exc:
-            if (cert_error := untrusted(exc)) is not None:
-                raise MoodlePermanentError(
-                    untrusted_message("Moodle", self.base, "MOODLE_VERIFY_SSL", cert_error)) from None
-            raise MoodleTransientError(f"cannot reach Moodle: {type(exc).__name__}") from None
+            raise http_failure(exc, self.base, "MOODLE", MoodleTransientError, MoodlePermanentError,
+                               during=function) from None
         if response.status_code == 403:
             raise MoodlePermanentError("Moodle refused web service calls (403): enable the REST protocol")
         if response.status_code >= 400:

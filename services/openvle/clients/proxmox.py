@@ -1,16 +1,16 @@
 """Proxmox VE through proxmoxer, with every failure sorted into transient or permanent.
 
 Transient (connection errors, timeouts, lock timeouts, "got no worker upid", 5xx from contention):
-retried briefly inside the call with tenacity, then by the queue's retries. Permanent (parameter
+retried briefly inside the call (outside.retried), then by the queue's retries. Permanent (parameter
 verification, a template, VM or node that does not exist, 401/403): a PermanentError with a message
 an admin understands. The API token never appears in a message: proxmoxer's errors carry the
-status line and body, never the request headers.
+status line and body, never the request headers, and every message is masked (outside.masked) in
+case Proxmox echoes it.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import re
 from collections.abc import Callable
@@ -18,12 +18,10 @@ from typing import Any, TypeVar
 
 import requests
 from proxmoxer import ProxmoxAPI, ResourceException
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from openvle.clients.outside import OutsideError, PermanentOutsideError, TransientError, retried
 from openvle.errors import PermanentError
 from openvle.settings import Settings, get_settings
-
-log = logging.getLogger("openvle.proxmox")
 
 T = TypeVar("T")
 
@@ -35,19 +33,17 @@ def dns_name(text: str) -> str:
 
 
 
-class ProxmoxError(Exception):
+class ProxmoxError(OutsideError):
     """A Proxmox call or task failed; `message` is what Proxmox said."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    system = "Proxmox"
 
 
-class ProxmoxTransientError(ProxmoxError):
+class ProxmoxTransientError(ProxmoxError, TransientError):
     """Worth trying again: contention, a lock timeout, a node or the network briefly away."""
 
 
-class ProxmoxPermanentError(ProxmoxError, PermanentError):
+class ProxmoxPermanentError(ProxmoxError, PermanentOutsideError):
     """Trying again cannot help."""
 
 
@@ -110,20 +106,16 @@ def _translate(exc: Exception) -> ProxmoxError:
     raise exc
 
 
-def _call(fn: Callable[[], T], changes: bool = False) -> T:
-    """One API call: proxmoxer/requests errors become ProxmoxErrors; transient ones retried briefly.
+def _call(what: str, fn: Callable[[], T], changes: bool = False) -> T:
+    """One API call (`what` names it in the log): proxmoxer/requests errors become ProxmoxErrors;
+    transient ones retried briefly.
 
     A call that `changes` something (clone, start, destroy...) is retried only after an answer that
     says it was not done (a 5xx); a lost answer raises AnswerLost: sending it again could clone a
-    second VM, so the job finds out what happened first (jobs/vms.py)."""
+    second VM, so the job finds out what happened first (jobs/vms.py). VmidTaken is not retried
+    either: the caller picks another id."""
 
-    @retry(
-        retry=retry_if_exception(lambda e: isinstance(e, ProxmoxTransientError)
-                                 and not isinstance(e, VmidTaken | AnswerLost)),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential(multiplier=0.5, max=4),
-        reraise=True,
-    )
+    @retried(what, not_for=(VmidTaken, AnswerLost))
     def attempt() -> T:
         try:
             return fn()
@@ -166,17 +158,18 @@ class Proxmox:
 
     # --- cluster --------------------------------------------------------------------------------
     def nodes(self) -> list[dict]:
-        return _call(lambda: self.api.nodes.get())
+        return _call("GET /nodes", lambda: self.api.nodes.get())
 
     def node_status(self, node: str) -> dict:
-        return _call(lambda: self.api.nodes(node).status.get())
+        return _call(f"GET /nodes/{node}/status", lambda: self.api.nodes(node).status.get())
 
     def vm_resources(self) -> list[dict]:
         """Every VM and template in the cluster, wherever it runs."""
-        return _call(lambda: self.api.cluster.resources.get(type="vm"))
+        return _call("GET /cluster/resources?type=vm", lambda: self.api.cluster.resources.get(type="vm"))
 
     def storage_resources(self) -> list[dict]:
-        return _call(lambda: self.api.cluster.resources.get(type="storage"))
+        return _call("GET /cluster/resources?type=storage",
+                     lambda: self.api.cluster.resources.get(type="storage"))
 
     def locate(self, vmid: int) -> dict | None:
         """The cluster resource of `vmid` (node, status, lock, name, tags), or None when it does not exist."""
@@ -184,45 +177,53 @@ class Proxmox:
 
     # --- one VM ---------------------------------------------------------------------------------
     def vm_status(self, node: str, vmid: int) -> dict:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.current.get())
+        return _call(f"GET /nodes/{node}/qemu/{vmid}/status/current",
+                     lambda: self.api.nodes(node).qemu(vmid).status.current.get())
 
     def vm_config(self, node: str, vmid: int) -> dict:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).config.get())
+        return _call(f"GET /nodes/{node}/qemu/{vmid}/config", lambda: self.api.nodes(node).qemu(vmid).config.get())
 
     def set_config(self, node: str, vmid: int, **options: Any) -> None:
-        _call(lambda: self.api.nodes(node).qemu(vmid).config.put(**_bools(options)))
+        _call(f"PUT /nodes/{node}/qemu/{vmid}/config",
+              lambda: self.api.nodes(node).qemu(vmid).config.put(**_bools(options)))
 
     def clone(self, node: str, template_vmid: int, newid: int, **options: Any) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(template_vmid).clone.post(newid=newid, **_bools(options)),
+        return _call(f"POST /nodes/{node}/qemu/{template_vmid}/clone",
+                     lambda: self.api.nodes(node).qemu(template_vmid).clone.post(newid=newid, **_bools(options)),
                      changes=True)
 
     def start(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.start.post(), changes=True)
+        return _call(f"POST /nodes/{node}/qemu/{vmid}/status/start",
+                     lambda: self.api.nodes(node).qemu(vmid).status.start.post(), changes=True)
 
     def stop(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.stop.post(), changes=True)
+        return _call(f"POST /nodes/{node}/qemu/{vmid}/status/stop",
+                     lambda: self.api.nodes(node).qemu(vmid).status.stop.post(), changes=True)
 
     def reset(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).status.reset.post(), changes=True)
+        return _call(f"POST /nodes/{node}/qemu/{vmid}/status/reset",
+                     lambda: self.api.nodes(node).qemu(vmid).status.reset.post(), changes=True)
 
     def destroy(self, node: str, vmid: int) -> str:
-        return _call(lambda: self.api.nodes(node).qemu(vmid).delete(**_bools(
+        return _call(f"DELETE /nodes/{node}/qemu/{vmid}", lambda: self.api.nodes(node).qemu(vmid).delete(**_bools(
             {"purge": True, "destroy-unreferenced-disks": True})), changes=True)
 
     def migrate(self, node: str, vmid: int, target: str, online: bool) -> str:
         # A running VM on local storage live-migrates only with its disks; on shared storage the
         # option changes nothing.
         options = {"target": target, "online": online, "with-local-disks": True if online else None}
-        return _call(lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools(options)), changes=True)
+        return _call(f"POST /nodes/{node}/qemu/{vmid}/migrate",
+                     lambda: self.api.nodes(node).qemu(vmid).migrate.post(**_bools(options)), changes=True)
 
     # --- tasks ----------------------------------------------------------------------------------
     def task_status(self, upid: str) -> dict:
-        return _call(lambda: self.api.nodes(upid_node(upid)).tasks(upid).status.get())
+        return _call(f"GET the status of task {upid}", lambda: self.api.nodes(upid_node(upid)).tasks(upid).status.get())
 
     def active_tasks(self, node: str, task_type: str, limit: int) -> list[dict]:
         """The node's tasks of `task_type` that run or ended but are not yet archived: status "RUNNING"
         while they run, else their exit status (GET /nodes/{node}/tasks?source=active)."""
-        return _call(lambda: self.api.nodes(node).tasks.get(source="active", typefilter=task_type, limit=limit))
+        return _call(f"GET /nodes/{node}/tasks?source=active&typefilter={task_type}",
+                     lambda: self.api.nodes(node).tasks.get(source="active", typefilter=task_type, limit=limit))
 
     def task_error(self, upid: str, status: dict) -> ProxmoxError | None:
         """None when the finished task succeeded, else its error classified (log tail for context)."""

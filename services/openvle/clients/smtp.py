@@ -5,7 +5,8 @@ TLS by default (STARTTLS), the server's certificate verified; the password is ne
 unencrypted connection unless SMTP_ALLOW_PLAIN_AUTH says so.
 
 A 5xx answer (550 unknown recipient, 535 bad login) is permanent: the email fails at once. A 4xx
-answer and connection errors are transient: the mails queue retries them on its intervals.
+answer and connection errors are transient: the mails queue retries them on its intervals (there
+is no retry inside the call). Messages are masked as every outside call's are (clients/outside.py).
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from openvle.clients.outside import OutsideError, PermanentOutsideError, TransientError
 from openvle.clients.tls import client_context, untrusted_message
-from openvle.errors import PermanentError
 from openvle.settings import Settings, get_settings
 
 
-class MailTransientError(Exception):
+class MailError(OutsideError):
+    system = "SMTP"
+
+
+class MailTransientError(MailError, TransientError):
     """The server said try later (4xx) or could not be reached."""
 
 
-class MailPermanentError(PermanentError):
+class MailPermanentError(MailError, PermanentOutsideError):
     """The server refused for good (5xx)."""
 
 
