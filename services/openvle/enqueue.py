@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -16,9 +17,9 @@ from rq import Callback, Queue, Retry
 from rq.job import Dependency, Job
 from sqlalchemy import bindparam, insert, select
 
-from openvle import records
+from openvle import records, targets
 from openvle.connections import get_redis
-from openvle.db.engine import get_engine
+from openvle.db.engine import get_engine, session_scope
 from openvle.db.models import Task, TaskDependency, TaskStatus, utcnow
 from openvle.errors import QueueUnavailable
 from openvle.logs import job_context
@@ -100,24 +101,71 @@ def enqueue_operation(
     return task
 
 
-_ACTIVE_STEP = select(Task).where(Task.operation == bindparam("op"), Task.target == bindparam("target"),
-                                  Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
+# "At most one active Task of this operation on this subject", the one de-duplication scheme:
+# looked up by target (an event's run, a planned step), or by VM whatever the target (a click on a
+# VM also finds the same action a deploy has in flight on it).
+_ACTIVE_ON_TARGET = select(Task).where(Task.operation == bindparam("op"), Task.target == bindparam("subject"),
+                                       Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
+_ACTIVE_ON_VM = select(Task).where(Task.operation == bindparam("op"), Task.vm_id == bindparam("subject"),
+                                   Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
+REQUEST_LOCK_SECONDS = 30  # held only for a look-up, some checks and one enqueue
+
+
+def active_task(operation: str, *, target: str | None = None, vm_id: int | None = None) -> Task | None:
+    """The newest queued or running Task of `operation` on `target`, or on VM `vm_id`; None if none."""
+    _subject(target, vm_id)
+    statement, subject = (_ACTIVE_ON_VM, vm_id) if vm_id is not None else (_ACTIVE_ON_TARGET, target)
+    with session_scope() as session:
+        found = session.execute(statement, {"op": operation, "subject": subject}).scalar_one_or_none()
+        if found is not None:
+            session.expunge(found)
+        return found
+
+
+@contextmanager
+def one_active(operation: str, *, target: str | None = None, vm_id: int | None = None,
+               lock: bool = True) -> Iterator[Task | None]:
+    """At most one active Task of `operation` on one subject (`target`, or VM `vm_id`): yields the
+    one in flight, or None, while holding the subject's lock (`openvle:<target or vm:N>:request`),
+    so the caller's own checks and its enqueue end before anyone else looks. Two requests at once
+    find each other's Task instead of making two:
+
+        with one_active("vm.start", vm_id=12) as running:
+            if running is not None:
+                return running
+            ...  # the caller's checks (state, permissions), then enqueue_operation(...)
+
+    `lock=False` (enqueue_once): the caller keeps others off the subject itself, for longer than one
+    request: a planner holds its event's or VM's plan lock around all its steps
+    (event_plans.one_planner, jobs/fresh_starts.plan), a periodic tick its time slot (periodic.py).
+    The lock is Redis's (redis-py's Lock, released when the block ends or after
+    REQUEST_LOCK_SECONDS); waiting for it longer than that is an error (LockError), not a duplicate."""
+    if not lock:
+        yield active_task(operation, target=target, vm_id=vm_id)
+        return
+    with get_redis().lock(f"openvle:{_subject(target, vm_id)}:request", timeout=REQUEST_LOCK_SECONDS,
+                          blocking_timeout=REQUEST_LOCK_SECONDS):
+        yield active_task(operation, target=target, vm_id=vm_id)
+
+
+def _subject(target: str | None, vm_id: int | None) -> str:
+    """What the Task acts on, as its lock is named: "event:4", "vm:12"."""
+    if (target is None) == (vm_id is None):
+        raise ValueError("one active Task on what? Give exactly one subject: a target, or a VM id")
+    return targets.vm(vm_id) if vm_id is not None else target
 
 
 def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target: str, requested_by: str | None = None,
                  depends_on: Sequence[Task | int] = ()) -> Task:
     """`enqueue_operation`, unless a Task of `operation` on `target` is still active: then that one.
 
-    Planning uses it, so a retried or duplicated planner never queues a step twice. Callers that may
-    plan at the same time hold a lock around their planning (see event_plans.py)."""
-    from openvle.db.engine import session_scope
-
-    with session_scope() as session:
-        found = session.execute(_ACTIVE_STEP, {"op": operation, "target": target}).scalar_one_or_none()
+    Planning uses it, so a retried or duplicated planner never queues a step twice. It takes no lock
+    itself (`one_active(lock=False)`): planners hold their plan lock around all their steps (see
+    event_plans.py), and a periodic tick holds its time slot (periodic.py)."""
+    with one_active(operation, target=target, lock=False) as found:
         if found is not None:
-            session.expunge(found)
             return found
-    return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on)
+        return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on)
 
 
 def run_step(operation: str, params: dict[str, Any], *, target: str, run: str,
@@ -125,8 +173,6 @@ def run_step(operation: str, params: dict[str, Any], *, target: str, run: str,
     """A step of one orchestrator run (`run`, its requested_by): the one that already succeeded, else
     `enqueue_once`. A run that plans again (a retried attempt) neither repeats finished steps nor
     duplicates queued ones; another run of the same operation starts its steps afresh."""
-    from openvle.db.engine import session_scope
-
     with session_scope() as session:
         done = session.execute(select(Task).where(
             Task.operation == operation, Task.target == target, Task.requested_by == run,

@@ -1,10 +1,10 @@
 """Events: what teachers and admins ask for (deploy, archive, retry), guarded so an event never has
 two deploys or two archives in flight, whoever triggers them (scheduler, a teacher, a double click).
 
-A request is enqueued at most once per event and operation: a short Redis lock serialises the
-"is one already active?" check with the enqueue, and the orchestrator job itself claims the event
-in the DB (a conditional UPDATE) before it acts, so even a duplicate that slipped through does
-nothing.
+A request is enqueued at most once per event and operation (enqueue.one_active: the event's short
+Redis lock serialises the "is one already active?" check with the enqueue), and the orchestrator
+job itself claims the event in the DB (a conditional UPDATE) before it acts, so even a duplicate
+that slipped through does nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select, update
 
 from openvle import alerts, capacity, targets
-from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import (
     AccountRole,
@@ -32,7 +31,7 @@ from openvle.db.models import (
     User,
     utcnow,
 )
-from openvle.enqueue import enqueue_operation
+from openvle.enqueue import enqueue_operation, one_active
 from openvle.event_plans import plan_archive, plan_deploy
 from openvle.targets import Target
 
@@ -67,14 +66,6 @@ class Request:
     created: bool  # False: an identical request was already in flight, this is it
 
 
-def active_task(event_id: int, operation: str) -> Task | None:
-    with session_scope() as session:
-        return session.execute(
-            select(Task).where(Task.operation == operation, Task.target == targets.event(event_id),
-                               Task.status.in_(TaskStatus.ACTIVE)).order_by(Task.id.desc()).limit(1)
-        ).scalar_one_or_none()
-
-
 def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_by: str,
              refusal: str = "cannot {verb} it now", args: dict | None = None) -> Request:
     with session_scope() as session:
@@ -82,9 +73,7 @@ def _request(event_id: int, operation: str, allowed: tuple[str, ...], requested_
         if event is None:
             raise EventError(f"event {event_id} does not exist")
         status = event.status
-    lock = get_redis().lock(f"openvle:event:{event_id}:request", timeout=30, blocking_timeout=30)
-    with lock:
-        running = active_task(event_id, operation)
+    with one_active(operation, target=targets.event(event_id)) as running:
         if running is not None:
             return Request(running.id, created=False)
         if status not in allowed:

@@ -1,4 +1,4 @@
-"""Emails: rendered from templates when queued, stored as a row, delivered by a Task on `mails`.
+"""Emails: rendered from templates and stored as a row (`store_email`), delivered by a Task on `mails`.
 
 Templates live in mail_templates/<kind>.subject.txt, <kind>.txt and <kind>.html (Jinja2, HTML
 autoescaped). A kind without templates is a PermanentError: no retry can make it exist.
@@ -12,6 +12,7 @@ import hmac
 from typing import Any
 
 import jinja2
+from sqlalchemy.orm import Session
 
 from openvle.clients.smtp import sender_domain
 from openvle.db.engine import session_scope
@@ -51,16 +52,25 @@ def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str | None]:
     return subject, text, html
 
 
+def store_email(session: Session, kind: str, recipient: str, context: dict[str, Any], *, user_id: int | None = None,
+                event_id: int | None = None, task_id: int | None = None) -> int:
+    """Render the email `kind` and add its row to `session`; its id. The one way an email is made:
+    `queue_email` and the jobs that send their own (jobs/events.py, jobs/accounts.py) all store
+    through here, and all deliver through jobs/mail.deliver. In the caller's session, so the row
+    and what finds it again on a retry (a participant's column, say) commit together."""
+    subject, text, html = render(kind, context)
+    email = Email(kind=kind, recipient=recipient, subject=subject, body_text=text, body_html=html,
+                  user_id=user_id, event_id=event_id, task_id=task_id)
+    session.add(email)
+    session.flush()
+    return email.id
+
+
 def queue_email(kind: str, recipient: str, context: dict[str, Any], *, user_id: int | None = None,
                 event_id: int | None = None, requested_by: str | None = None, depends_on=()) -> tuple[int, Any]:
-    """Render and store the email, then queue its delivery. Returns (email id, Task)."""
-    subject, text, html = render(kind, context)
+    """Render and store the email, then queue its delivery (`mail.send`). Returns (email id, Task)."""
     with session_scope() as session:
-        email = Email(kind=kind, recipient=recipient, subject=subject, body_text=text, body_html=html,
-                      user_id=user_id, event_id=event_id)
-        session.add(email)
-        session.flush()
-        email_id = email.id
+        email_id = store_email(session, kind, recipient, context, user_id=user_id, event_id=event_id)
     task = enqueue_operation("mail.send", {"email_id": email_id}, target=f"email:{email_id}",
                              requested_by=requested_by, depends_on=depends_on)
     with session_scope() as session:

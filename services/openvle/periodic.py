@@ -3,7 +3,8 @@
 RQ's cron has no job id, retry or duplicate protection: two scheduler processes enqueue every run
 twice. So cron enqueues a small `tick(name)`; the tick claims the run's time slot in Redis
 (SET NX, keyed by name and slot derived from when cron enqueued it) and only the first claimant
-creates the real Task, which then has its queue's retries like any other operation.
+creates the real Task, which then has its queue's retries like any other operation. (A slot
+claim is not the "one active Task" of enqueue.one_active: see `_run_once`.)
 
 - A tick that cannot create its Task (the database away) gives its slot back and fails.
 - A daily run nobody made at its time (that failure, no scheduler, no worker) is made by the next
@@ -87,6 +88,15 @@ def tick(name: str) -> str:
 
 
 def _run_once(periodic: Periodic, slot: int, ttl: int, claimant: str) -> str:
+    """Make the run of one time slot: the first tick to claim the slot (SET NX) makes its Task,
+    every other tick of that slot does nothing.
+
+    This is a claim on a time slot, not the "one active Task" of enqueue.one_active, and stays its
+    own thing: a second scheduler's tick of the same slot may come after the slot's Task finished,
+    when no Task is active any more, and must still not make a second run; an active-Task look
+    cannot tell that (the Task row does not say which slot it ran for). Inside the claim the Task
+    is made by enqueue_once, which is one_active: a run of an earlier slot still waiting is not
+    queued again."""
     redis = get_redis()
     key = f"openvle:periodic:{periodic.name}:{slot}"
     if not redis.set(key, claimant, nx=True, ex=ttl):

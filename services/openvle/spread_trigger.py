@@ -13,9 +13,11 @@ import logging
 
 from sqlalchemy import func, select, update
 
+from openvle import targets
 from openvle.db.engine import session_scope
 from openvle.db.models import DeployBatch, Event, EventStatus, Participant, Role
-from openvle.events import EventError, active_task, request_deploy
+from openvle.enqueue import active_task
+from openvle.events import EventError, request_deploy
 from openvle.spread import READY_BY_START, plan_lock, replan
 
 log = logging.getLogger("openvle.spread")
@@ -35,7 +37,7 @@ def request_due(now: dt.datetime) -> list[dict]:
                                   .order_by(DeployBatch.event_id, DeployBatch.number)).all()
         seen = set()
         for batch_id, event_id, number, size in due:
-            if event_id in seen or active_task(event_id, "event.deploy") is not None:
+            if event_id in seen or active_task("event.deploy", target=targets.event(event_id)) is not None:
                 continue  # one batch of an event at a time; the next run comes back to it
             seen.add(event_id)
             final = _claim(batch_id, event_id, number, size, now)

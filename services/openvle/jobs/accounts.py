@@ -10,7 +10,7 @@ from openvle.db.engine import session_scope
 from openvle.db.models import AccountLink, Email, User
 from openvle.errors import PermanentError
 from openvle.jobs.mail import deliver
-from openvle.mail import render
+from openvle.mail import store_email
 from openvle.settings import get_settings
 
 KIND = {links.INVITE: "account_invite", links.RESET: "password_reset"}
@@ -27,16 +27,12 @@ def send_link(ctx: TaskContext, link_id: int) -> dict:
         user = session.get(User, link.user_id)
         kind = KIND[link.purpose]
         # One email row per Task, found again on a retry; it keeps a placeholder, never the link.
-        email = session.execute(select(Email).where(Email.kind == kind, Email.task_id == ctx.task_id)).scalar()
-        if email is None:
-            subject, text, html = render(kind, {
+        email_id = session.execute(select(Email.id).where(Email.kind == kind, Email.task_id == ctx.task_id)).scalar()
+        if email_id is None:
+            email_id = store_email(session, kind, user.email, {
                 "user": {"full_name": user.full_name, "username": user.username}, "link": links.PLACEHOLDER,
-                "hours": settings.ACCOUNT_LINK_HOURS, "site": settings.PUBLIC_URL})
-            email = Email(kind=kind, recipient=user.email, subject=subject, body_text=text, body_html=html,
-                          user_id=user.id, task_id=ctx.task_id)
-            session.add(email)
-            session.flush()
-        email_id = email.id
+                "hours": settings.ACCOUNT_LINK_HOURS, "site": settings.PUBLIC_URL}, user_id=user.id,
+                task_id=ctx.task_id)
 
     minted: dict[str, str] = {}
 

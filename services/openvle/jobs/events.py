@@ -38,7 +38,7 @@ from openvle.errors import PermanentError
 from openvle.event_plans import load_event, participants, plan_archive, plan_deploy, slug
 from openvle.jobs import courses
 from openvle.jobs.mail import deliver
-from openvle.mail import render
+from openvle.mail import store_email
 from openvle.settings import get_settings
 from openvle.targets import Target
 
@@ -154,7 +154,8 @@ def teacher_email(ctx: TaskContext, participant_id: int) -> dict:
 
 
 def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, context) -> dict:
-    """Render the participant's email `kind` once (its id kept in `column`) and deliver it."""
+    """Render the participant's email `kind` once and deliver it: found again on a retry (or a later
+    run) by its id kept in the participant's `column`."""
     with session_scope() as session:
         person = session.get(Participant, participant_id)
         if person is None:
@@ -162,13 +163,9 @@ def _send_once(ctx: TaskContext, participant_id: int, column: str, kind: str, co
         email_id = _live_email(session, getattr(person, column))
         if email_id is None:
             event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
-            subject, text, html = render(kind, {"user": {"full_name": user.full_name}, "event": _event_view(event),
-                                                **context(session, person, event, user)})
-            email = Email(kind=kind, recipient=user.email, subject=subject, body_text=text, body_html=html,
-                          event_id=event.id, user_id=user.id, task_id=ctx.task_id)
-            session.add(email)
-            session.flush()
-            email_id = email.id
+            email_id = store_email(session, kind, user.email, {
+                "user": {"full_name": user.full_name}, "event": _event_view(event),
+                **context(session, person, event, user)}, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
             setattr(person, column, email_id)
         user_id = person.user_id
     return deliver(ctx, email_id, fill=guacamole_passwords.filler(user_id))  # a password only as it is sent
@@ -215,22 +212,19 @@ def course_archive(ctx: TaskContext, event_id: int) -> dict:
 
 
 def archive_email(ctx: TaskContext, participant_id: int) -> dict:
+    """One "event archived" email per person and event: found again by kind, event and person,
+    whichever Task asks (a later archive run finds the row an earlier one made, never a second)."""
     with session_scope() as session:
         person = session.get(Participant, participant_id)
         event, user = session.get(Event, person.event_id), session.get(User, person.user_id)
-        existing = session.execute(select(Email.id).where(
+        email_id = session.execute(select(Email.id).where(
             Email.kind == "event_archived", Email.event_id == event.id, Email.user_id == user.id)).scalar()
-        if existing is None:
+        if email_id is None:
             kept = get_settings().MOODLE_ARCHIVE_ACTION == "keep" and event.moodle_course_url is not None
-            subject, text, html = render("event_archived", {
+            email_id = store_email(session, "event_archived", user.email, {
                 "user": {"full_name": user.full_name}, "event": _event_view(event), "course_kept": kept,
-                "course_url": event.moodle_course_url})
-            email = Email(kind="event_archived", recipient=user.email, subject=subject, body_text=text,
-                          body_html=html, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
-            session.add(email)
-            session.flush()
-            existing = email.id
-    return deliver(ctx, existing)
+                "course_url": event.moodle_course_url}, event_id=event.id, user_id=user.id, task_id=ctx.task_id)
+    return deliver(ctx, email_id)
 
 
 def mark_archived(ctx: TaskContext, event_id: int) -> dict:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from openvle import authz, targets
 from openvle.accounts.identity import Actor
-from openvle.connections import get_redis
 from openvle.db.engine import session_scope
-from openvle.db.models import Event, EventStatus, Participant, Task, TaskStatus, Vm, VmState, utcnow
-from openvle.enqueue import enqueue_operation
+from openvle.db.models import Event, EventStatus, Participant, Vm, VmState, utcnow
+from openvle.enqueue import enqueue_operation, one_active
 from openvle.errors import Conflict, TooSoon
 from openvle.service.tasks import get_task
 from openvle.service.views import TaskRequest
@@ -34,13 +33,6 @@ def allowed_again_at(fresh_start_at: dt.datetime | None, now: dt.datetime | None
     return at if at > (now or utcnow()) else None
 
 
-def in_flight(vm_id: int) -> int | None:
-    with session_scope() as session:
-        return session.execute(select(Task.id).where(
-            Task.vm_id == vm_id, Task.operation == OPERATION, Task.status.in_(TaskStatus.ACTIVE))
-            .order_by(Task.id.desc()).limit(1)).scalar()
-
-
 def fresh_start(actor: Actor, vm_id: int) -> TaskRequest:
     with session_scope() as session:
         vm = authz.vm(session, actor, vm_id)
@@ -49,10 +41,9 @@ def fresh_start(actor: Actor, vm_id: int) -> TaskRequest:
             raise Conflict(f"VM {vm_id} belongs to no participant of an event: there is no template copy to "
                            "start afresh from")
     # One request at a time per VM: two clicks find each other's Task, never two fresh starts.
-    with get_redis().lock(f"openvle:vm:{vm_id}:request", timeout=30, blocking_timeout=30):
-        running = in_flight(vm_id)
+    with one_active(OPERATION, vm_id=vm_id) as running:
         if running is not None:
-            return TaskRequest(task=get_task(actor, running), created=False)
+            return TaskRequest(task=get_task(actor, running.id), created=False)
         with session_scope() as session:
             vm, event = session.get(Vm, vm_id), session.get(Event, vm.event_id)
             person = session.get(Participant, vm.participant_id)

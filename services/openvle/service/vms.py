@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from openvle import authz
 from openvle.accounts.identity import Actor
-from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Node, Participant, Task, TaskStatus, User, Vm, VmState
+from openvle.enqueue import one_active
 from openvle.errors import Conflict, Invalid
 from openvle.jobs.vms import request_action
 from openvle.service import fresh_starts
@@ -79,13 +79,9 @@ def act(actor: Actor, vm_id: int, action: str, target_node: str | None = None) -
                 raise Conflict(f"VM {vm_id} is already on {target_node}")
     operation = f"vm.{action}"
     # One request at a time per VM, so two clicks find each other's Task instead of making two.
-    with get_redis().lock(f"openvle:vm:{vm_id}:request", timeout=30, blocking_timeout=30):
-        with session_scope() as session:
-            running = session.execute(select(Task.id).where(
-                Task.vm_id == vm_id, Task.operation == operation, Task.status.in_(TaskStatus.ACTIVE))
-                .order_by(Task.id.desc()).limit(1)).scalar()
+    with one_active(operation, vm_id=vm_id) as running:
         if running is not None:
-            return TaskRequest(task=get_task(actor, running), created=False)
+            return TaskRequest(task=get_task(actor, running.id), created=False)
         task = request_action(action, vm_id, target_node=target_node, requested_by=actor.requested_by,
                               event_id=event_id)
     return TaskRequest(task=get_task(actor, task.id), created=True)

@@ -1,0 +1,64 @@
+"""The one de-duplication scheme: at most one active Task of an operation on a subject (enqueue.one_active)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from openvle import targets
+from openvle.connections import get_redis
+from openvle.db.engine import session_scope
+from openvle.db.models import Task, TaskStatus
+from openvle.enqueue import enqueue_once, enqueue_operation, one_active
+
+
+def finish(task_id: int) -> None:
+    with session_scope() as session:
+        session.execute(update(Task).where(Task.id == task_id).values(status=TaskStatus.SUCCESS))
+
+
+def test_the_active_task_on_a_target_is_found_under_the_subjects_lock(clean):
+    deploy = enqueue_operation("event.deploy", {"event_id": 4}, target=targets.event(4))
+    enqueue_operation("event.archive", {"event_id": 4}, target=targets.event(4))  # another operation
+    enqueue_operation("event.deploy", {"event_id": 5}, target=targets.event(5))  # another subject
+
+    with one_active("event.deploy", target=targets.event(4)) as running:
+        assert running is not None and running.id == deploy.id
+        assert get_redis().exists("openvle:event:4:request")  # the name the requests always used
+    assert not get_redis().exists("openvle:event:4:request")
+
+    finish(deploy.id)
+    with one_active("event.deploy", target=targets.event(4)) as running:
+        assert running is None
+
+
+def test_a_vm_is_looked_up_by_its_id_whatever_the_target(clean):
+    # A deploy's start of VM 12 (a participant's step) is what a click on "start" finds.
+    step = enqueue_operation("vm.start", {"vm_id": 12}, target=targets.participant(4, 7, "start"))
+
+    with one_active("vm.start", vm_id=12) as running:
+        assert running is not None and running.id == step.id
+        assert get_redis().exists("openvle:vm:12:request")
+    with one_active("vm.stop", vm_id=12) as running:
+        assert running is None
+
+
+def test_the_lock_is_let_go_when_the_callers_check_refuses(clean):
+    with pytest.raises(RuntimeError, match="refused"), one_active("vm.start", vm_id=3):
+        raise RuntimeError("refused")
+    assert not get_redis().exists("openvle:vm:3:request")
+
+
+def test_enqueue_once_queues_a_step_once_and_again_after_it_ended(clean):
+    target = targets.participant(4, 7, "clone")
+    first = enqueue_once("vm.clone", {"vm_id": 1}, target=target)
+    assert enqueue_once("vm.clone", {"vm_id": 1}, target=target).id == first.id
+    assert get_redis().keys("openvle:*:request") == []  # planners hold their own plan lock
+    finish(first.id)
+    assert enqueue_once("vm.clone", {"vm_id": 1}, target=target).id != first.id
+
+
+def test_a_subject_is_one_target_or_one_vm(clean):
+    for subject in ({}, {"target": targets.event(1), "vm_id": 2}):
+        with pytest.raises(ValueError, match="exactly one subject"), one_active("event.deploy", **subject):
+            pass
