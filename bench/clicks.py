@@ -111,7 +111,7 @@ class ClickBench(deploys.Bench):
 
         from openvle.db.engine import session_scope
         from openvle.db.models import Vm, utcnow
-        from openvle.events import create_event, create_template, request_deploy
+        from openvle.lab_events import create_event, create_template, request_deploy
 
         template = create_template("clicks", pve_vmid=9001, node="pve1", protocol="rdp", moodle_course_id=2)
         start = utcnow() + dt.timedelta(days=3)
@@ -212,7 +212,7 @@ class ClickBench(deploys.Bench):
 
         from openvle.db.engine import session_scope
         from openvle.db.models import Event
-        from openvle.events import request_archive
+        from openvle.lab_events import request_archive
 
         with session_scope() as session:
             event_id = session.scalar(select(Event.id).where(Event.name == f"Bench {self.args.participants}"))

@@ -281,7 +281,7 @@ class Bench:
         from sqlalchemy import text
 
         from openvle.db.models import utcnow
-        from openvle.events import create_event, create_template, request_deploy
+        from openvle.lab_events import create_event, create_template, request_deploy
 
         print(f"\n=== {n} participants: preparing stores, simulators and "
               f"{self.args.workers} x worker + {self.args.clone_workers} x worker-vm-clone", flush=True)

@@ -181,7 +181,7 @@ def test_people_of_an_event_made_through_the_api_become_accounts_and_are_invited
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(catcher.smtp_port)}
     settings_env(**env)
     worker = start_role("worker", **env)
-    from openvle.events import create_template
+    from openvle.lab_events import create_template
 
     create_template("tpl", pve_vmid=9001, node="pve1")
     teacher_id, teacher = account("tina", "teacher", password=PASSWORD)  # has one: no invite
@@ -262,7 +262,7 @@ def test_an_event_with_a_moodle_course_refuses_people_without_first_and_last_nam
     blank"): the event is refused when it is made, naming the person and the field."""
     from openvle.accounts.users import create_user
     from openvle.db.models import Event
-    from openvle.events import create_template
+    from openvle.lab_events import create_template
 
     create_template("with-course", pve_vmid=9001, node="pve1", moodle_course_id=2)
     create_template("no-course", pve_vmid=9001, node="pve1")

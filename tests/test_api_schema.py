@@ -16,7 +16,7 @@ from conftest import _flush, _use
 from helpers import account, bearer
 from openvle.db.engine import session_scope
 from openvle.db.models import Base, utcnow
-from openvle.events import create_event, create_template
+from openvle.lab_events import create_event, create_template
 
 EXAMPLES = 12  # per operation: enough to reach each branch of validation, bounded for the suite's time
 

@@ -18,8 +18,8 @@ from conftest import _flush, _use
 from helpers import account, bearer
 from openvle.db.engine import session_scope
 from openvle.db.models import Base, Node, Participant, Vm, VmState, utcnow
-from openvle.events import create_event, create_template
 from openvle.jobs.vms import request_action
+from openvle.lab_events import create_event, create_template
 
 ACTORS = ("anon", "stud-two", "teach-two", "stud-one", "teach-one", "admin")
 # What each actor must never see in any answer (names, emails and VMs of other people's things).

@@ -21,7 +21,14 @@ from openvle.accounts.tokens import create_token
 from openvle.backend.app import create_app
 from openvle.db.engine import session_scope
 from openvle.db.models import AuditEntry, Event, Task, User, Vm
-from openvle.events import EventError, create_event, create_template, request_deploy, request_resume, request_suspend
+from openvle.lab_events import (
+    EventError,
+    create_event,
+    create_template,
+    request_deploy,
+    request_resume,
+    request_suspend,
+)
 from test_events import event_row, make_event, people, settled_event, start_workers
 
 sims = test_events.sims  # the simulators (module scope) and their per-test reset, shared with test_events

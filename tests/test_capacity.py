@@ -21,8 +21,8 @@ from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import AuditEntry, Email, Event, Node, NodeStorage, Task, Template, Vm, VmState, utcnow
 from openvle.enqueue import enqueue_operation
-from openvle.events import DoesNotFit, create_event, create_template, request_deploy
 from openvle.jobs.lifecycle import lifecycle
+from openvle.lab_events import DoesNotFit, create_event, create_template, request_deploy
 
 GIB = 1024**3
 

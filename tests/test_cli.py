@@ -18,7 +18,7 @@ from conftest import ROOT, WAIT_SCALE, Stores
 from openvle.cli_progress import _LiveView
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, Template, User, utcnow
-from openvle.events import create_event, create_template
+from openvle.lab_events import create_event, create_template
 
 sims = test_events.sims  # the simulators (module scope) and their per-test reset, shared with test_events
 lab = test_events.lab

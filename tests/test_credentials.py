@@ -210,7 +210,7 @@ def test_a_database_dump_reveals_no_guacamole_password(lab, start_role):  # noqa
     mail.state.reject(["student02@uni.example"])  # a failed email is kept for good
     workers = start_workers(start_role, lab)
     event_id = make_event(3, name="Dump Lab")
-    from openvle.events import request_deploy
+    from openvle.lab_events import request_deploy
 
     request_deploy(event_id, requested_by="tests")
     wait_for(lambda: settled_event(event_id, "deployed", "deployed_with_failures"), 120, "the deploy", workers[0],

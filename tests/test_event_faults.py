@@ -14,7 +14,7 @@ import test_events
 from conftest import wait_for
 from openvle.db.engine import session_scope
 from openvle.db.models import Email, Event, Participant, Task, Vm, utcnow
-from openvle.events import create_template, progress, request_deploy
+from openvle.lab_events import create_template, progress, request_deploy
 from test_events import event_row, make_event, ours_in_pve, people, settled_event, start_workers
 
 sims, lab = test_events.sims, test_events.lab  # the simulators and the env pointing at them (fixtures)
@@ -28,7 +28,7 @@ def _mails_to(mail, subject: str) -> list[str]:
 
 
 def test_access_emails_go_out_when_the_course_step_fails_and_the_course_follows_in_its_own_email(lab, start_role):
-    from openvle.events import create_event
+    from openvle.lab_events import create_event
 
     mail = lab["mail"]
     workers = start_workers(start_role, lab)
@@ -131,7 +131,7 @@ def _count(model, *where) -> int:
 
 
 def _stuck_event(status: str, task_id: int, name: str = "Stuck", ended_days_ago: float | None = None) -> int:
-    from openvle.events import create_event
+    from openvle.lab_events import create_event
 
     template = create_template("t-stuck", pve_vmid=9001, node="pve1")
     start = utcnow() + dt.timedelta(days=2)
@@ -179,7 +179,7 @@ def test_an_event_whose_deploy_failed_for_good_is_released_visible_and_alerted(s
 
 def test_an_event_whose_archive_task_was_purged_is_archived_by_the_lifecycle(settings_env):
     from openvle.enqueue import enqueue_operation
-    from openvle.jobs.events import _claim
+    from openvle.jobs.lab_events import _claim
     from openvle.jobs.lifecycle import lifecycle
 
     settings_env(EVENTS_END_PREP_TIME_DAYS="7")
@@ -199,7 +199,7 @@ def test_an_event_whose_archive_task_was_purged_is_archived_by_the_lifecycle(set
 
 
 def test_planning_twice_queues_each_step_once(clean):
-    from openvle.jobs.events import plan_archive, plan_deploy
+    from openvle.jobs.lab_events import plan_archive, plan_deploy
 
     event_id = make_event(3, name="Twice")
     # A retried orchestrator attempt plans again while its first plan's steps still wait in RQ.
@@ -224,7 +224,7 @@ def test_planning_twice_queues_each_step_once(clean):
 
 def test_keep_archive_unenrols_people_removed_during_the_event_and_teachers_get_their_login(lab, start_role,
                                                                                           settings_env):
-    from openvle.events import remove_participant, request_archive
+    from openvle.lab_events import remove_participant, request_archive
 
     guac, moodle, mail = lab["guac"], lab["moodle"], lab["mail"]
     env = {**lab["env"], "MOODLE_ARCHIVE_ACTION": "keep"}

@@ -14,7 +14,7 @@ from conftest import wait_for
 from helpers import sandbox_env, settled
 from openvle.db.engine import session_scope
 from openvle.db.models import Email, Event, Participant, Task, User, Vm, utcnow
-from openvle.events import create_event, create_template, progress, request_archive, request_deploy
+from openvle.lab_events import create_event, create_template, progress, request_archive, request_deploy
 from sandbox.guacamole import GuacamoleSimulator
 from sandbox.mail import MailCatcher
 from sandbox.moodle import MoodleSimulator
@@ -246,7 +246,7 @@ def test_the_lifecycle_picks_exactly_the_right_events_and_notices_go_out_once(la
 
 
 def test_adding_and_removing_a_participant_of_a_deployed_event(lab, start_role):
-    from openvle.events import add_participant, ensure_user, remove_participant
+    from openvle.lab_events import add_participant, ensure_user, remove_participant
 
     workers = start_workers(start_role, lab)
     event_id = make_event(2, name="Growing")

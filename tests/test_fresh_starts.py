@@ -20,7 +20,7 @@ from openvle.accounts.tokens import create_token
 from openvle.backend.app import create_app
 from openvle.db.engine import session_scope
 from openvle.db.models import AuditEntry, Event, Participant, Task, TaskLog, User, Vm, VmState
-from openvle.events import create_event, create_template, request_deploy
+from openvle.lab_events import create_event, create_template, request_deploy
 from test_events import make_event, ours_in_pve, people, settled_event, start_workers
 
 sims = test_events.sims  # the simulators (module scope) and their per-test reset, shared with test_events
@@ -224,8 +224,8 @@ def test_a_fresh_start_under_planned_faults_still_makes_exactly_one_new_vm(lab, 
 
 def test_an_archive_during_a_fresh_start_leaves_no_vm_behind(lab, start_role):
     from openvle.accounts.identity import cli_actor
-    from openvle.events import request_archive
     from openvle.jobs.fresh_starts import plan
+    from openvle.lab_events import request_archive
     from openvle.service.fresh_starts import fresh_start
 
     workers, event_id = _deployed(lab, start_role, n=1, name="Archived Fresh")

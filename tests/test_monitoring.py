@@ -16,7 +16,7 @@ from openvle import pacing
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, Node, SubTask, utcnow
 from openvle.enqueue import enqueue_operation
-from openvle.events import create_event, create_template
+from openvle.lab_events import create_event, create_template
 
 METRICS_TOKEN = "metrics-token-0123456789"
 

@@ -136,7 +136,7 @@ def errors_beside_fields(page: str) -> dict[str, str]:
 
 
 def test_event_forms_keep_what_was_typed_and_say_what_is_wrong_beside_it(client):
-    from openvle.events import create_template
+    from openvle.lab_events import create_template
 
     create_template("ubuntu", pve_vmid=9001, node="pve1", protocol="rdp")
     csrf = log_in(client, "tea", "teacher")
@@ -173,7 +173,7 @@ def test_event_forms_keep_what_was_typed_and_say_what_is_wrong_beside_it(client)
 
 
 def test_a_participant_is_removed_only_after_a_confirmation_and_a_student_cannot(client):
-    from openvle.events import create_event, create_template
+    from openvle.lab_events import create_event, create_template
     from openvle.specs import utc
 
     csrf = log_in(client, "tea", "teacher")
@@ -196,7 +196,7 @@ def test_a_participant_is_removed_only_after_a_confirmation_and_a_student_cannot
 
 
 def test_a_refused_button_says_why_in_the_page_flash(client):
-    from openvle.events import create_event, create_template
+    from openvle.lab_events import create_event, create_template
     from openvle.specs import utc
 
     csrf = log_in(client, "tea", "teacher")

@@ -22,8 +22,8 @@ from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import AuditEntry, DeployBatch, Event, Node, Participant, Task, User, Vm, utcnow
 from openvle.enqueue import enqueue_operation
-from openvle.events import EventError, add_participant, create_event, create_template, ensure_user
 from openvle.jobs.lifecycle import deploy_batches, lifecycle
+from openvle.lab_events import EventError, add_participant, create_event, create_template, ensure_user
 from openvle.periodic import BY_NAME
 from test_capacity import _client
 from test_events import people, settled_event, start_workers

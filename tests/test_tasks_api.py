@@ -51,7 +51,7 @@ def test_the_same_vm_action_asked_twice_while_in_flight_is_enqueued_once(admin):
 
     from openvle.db.engine import session_scope
     from openvle.db.models import Vm, utcnow
-    from openvle.events import create_event, create_template
+    from openvle.lab_events import create_event, create_template
 
     template = create_template("tpl", pve_vmid=9001, node="pve1")
     start = utcnow() + dt.timedelta(days=3)
@@ -71,7 +71,7 @@ def test_the_same_vm_action_asked_twice_while_in_flight_is_enqueued_once(admin):
     assert first.json()["task"]["event_id"] == event  # a click on an event's VM is in the event's Tasks
     listed = admin.get("/api/tasks", params={"event_id": event}).json()["items"]
     assert {t["id"] for t in listed} == {first.json()["task"]["id"], other.json()["task"]["id"]}
-    from openvle.events import progress
+    from openvle.lab_events import progress
 
     assert progress(event)["stages"] == {}  # clicks are no stage of a deploy or archive
     deploy = [admin.post(f"/api/events/{event}/deploy").json() for _ in range(2)]

@@ -1,5 +1,5 @@
 """`openvle` / `python -m openvle`: run a role, migrate, show the configuration, check health; and
-templates and events (`openvle template …`, `openvle event …`, cli_events.py), accounts (`openvle user
+templates and events (`openvle template …`, `openvle event …`, cli_lab_events.py), accounts (`openvle user
 …`, `openvle token …`, cli_accounts.py) and `openvle demo`."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 from openvle import alerts
 from openvle.cli_accounts import add_commands as add_account_commands
 from openvle.cli_base import use_dev_redis
-from openvle.cli_events import add_commands as add_event_commands
-from openvle.cli_events import add_vm_commands
+from openvle.cli_lab_events import add_commands as add_event_commands
+from openvle.cli_lab_events import add_vm_commands
 from openvle.roles import ROLES, UnknownRole, resolve
 from openvle.settings import SettingsError, get_settings
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if command in ("template", "event", "vm"):
-        from openvle.cli_events import run as run_event_command
+        from openvle.cli_lab_events import run as run_event_command
 
         return run_event_command(args, settings)
     if command in ("user", "token"):

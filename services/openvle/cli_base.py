@@ -1,6 +1,6 @@
 """What every `openvle` command group shares: exit codes, one-line errors instead of tracebacks, the
 stores (with `make dev`'s Redis found by itself), quiet logs, and the text formatting of tables and
-times. The commands live in cli_events.py (templates, events, VMs) and cli_accounts.py (users)."""
+times. The commands live in cli_lab_events.py (templates, events, VMs) and cli_accounts.py (users)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _explain(exc: Exception) -> int | None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from openvle.errors import QueueUnavailable
-    from openvle.events import EventError
+    from openvle.lab_events import EventError
     from openvle.settings import get_settings
     from openvle.settings_help import mask_url
 

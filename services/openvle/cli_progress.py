@@ -37,7 +37,7 @@ def busy(event_id: int, shown: dict) -> bool:
 
 def watch(event_id: int, timeout: float | None = None, out: TextIO | None = None, interval: float = 1.0) -> dict:
     """Redraw the event's progress about once a second until it settles; returns the last progress."""
-    from openvle.events import progress
+    from openvle.lab_events import progress
 
     out = out or sys.stdout
     view: _View = _LiveView(out) if out.isatty() and os.environ.get("TERM") != "dumb" else _PlainView(out)

@@ -175,7 +175,7 @@ class DevSystem:
 
 def _demo() -> int:
     from openvle.db.models import utcnow
-    from openvle.events import create_event, create_template, request_deploy
+    from openvle.lab_events import create_event, create_template, request_deploy
 
     check_database()
     template_id = create_template(**TEMPLATE)

@@ -24,7 +24,7 @@ EVENT = "Dev Lab"
 def seed() -> list[str]:
     """Make what is missing; returns lines saying what exists now."""
     from openvle.accounts.users import create_user
-    from openvle.events import create_event, create_template
+    from openvle.lab_events import create_event, create_template
 
     with session_scope() as session:
         existing = set(session.execute(select(User.username)).scalars())

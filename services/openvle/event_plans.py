@@ -1,8 +1,8 @@
 """Planning an event's steps: which Tasks a deploy or an archive (of the whole event, or of some
 participants) still needs, enqueued once each per target and chained with RQ dependencies.
 
-The orchestrator jobs (jobs/events.py, jobs/breaks.py) plan at their first run; a participant added
-to or removed from a deployed event is planned at once (events.py). Plans of one event run one at a
+The orchestrator jobs (jobs/lab_events.py, jobs/breaks.py) plan at their first run; a participant added
+to or removed from a deployed event is planned at once (lab_events.py). Plans of one event run one at a
 time (a Redis lock), so their look-ups of active steps never miss each other's.
 """
 

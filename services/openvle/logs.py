@@ -1,4 +1,4 @@
-"""One log line per event on stdout, carrying role, queue, job id, task id and attempt k of n.
+"""One log line per happening on stdout, carrying role, queue, job id, task id and attempt k of n.
 
 The job context lives in a ContextVar that the tracking code sets around each job, so every line a
 job (or a client it calls) logs says which Task it belongs to. Secrets are masked in every line.
@@ -62,7 +62,7 @@ class _Formatter(logging.Formatter):
         record.task_id = context.task_id
         record.attempt = context.attempt
         line = super().format(record)
-        return mask(line, self._secrets).replace("\n", " | ")  # one event, one line
+        return mask(line, self._secrets).replace("\n", " | ")  # one record, one line
 
 
 # A one-time link's token in a logged URL (uvicorn's access log of GET /set-password?token=…).
@@ -97,7 +97,7 @@ def setup(role: str, level: str = "INFO", secrets: list[str] | None = None) -> N
 class _RoutineRQ(logging.Filter):
     """RQ says at INFO each time a worker cleans its registries (every WORKER_MAINTENANCE_INTERVAL s,
     one line per queue) and each time it cannot reach Redis (the role's own "waiting for Redis" line
-    says that once): routine, not events."""
+    says that once): routine, not news."""
 
     QUIET = ("Worker %s: cleaning registries for queue: %s", "Worker %s: cleaning group registries",
              "Worker %s: could not connect to Redis instance: %s retrying in %d seconds...")

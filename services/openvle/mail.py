@@ -55,7 +55,7 @@ def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str | None]:
 def store_email(session: Session, kind: str, recipient: str, context: dict[str, Any], *, user_id: int | None = None,
                 event_id: int | None = None, task_id: int | None = None) -> int:
     """Render the email `kind` and add its row to `session`; its id. The one way an email is made:
-    `queue_email` and the jobs that send their own (jobs/events.py, jobs/accounts.py) all store
+    `queue_email` and the jobs that send their own (jobs/lab_events.py, jobs/accounts.py) all store
     through here, and all deliver through jobs/mail.deliver. In the caller's session, so the row
     and what finds it again on a retry (a participant's column, say) commit together."""
     subject, text, html = render(kind, context)

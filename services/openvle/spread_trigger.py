@@ -17,7 +17,7 @@ from openvle import targets
 from openvle.db.engine import session_scope
 from openvle.db.models import DeployBatch, Event, EventStatus, Participant, Role
 from openvle.enqueue import active_task
-from openvle.events import EventError, request_deploy
+from openvle.lab_events import EventError, request_deploy
 from openvle.spread import READY_BY_START, plan_lock, replan
 
 log = logging.getLogger("openvle.spread")

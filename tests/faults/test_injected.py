@@ -8,7 +8,7 @@ import pytest
 from scenario import FAST_RECOVERY, Clock, Counts, count_archive, count_deploy, report, sized, wait_settled
 
 import test_events
-from openvle.events import request_archive, request_deploy
+from openvle.lab_events import request_archive, request_deploy
 from test_events import make_event
 
 sims, lab = test_events.sims, test_events.lab

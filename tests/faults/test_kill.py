@@ -19,7 +19,7 @@ from scenario import (
 
 import test_events
 from conftest import wait_for
-from openvle.events import request_archive, request_deploy
+from openvle.lab_events import request_archive, request_deploy
 from test_events import make_event
 
 sims, lab = test_events.sims, test_events.lab

@@ -29,7 +29,7 @@ from helpers import OwnRedis
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, utcnow
 from openvle.enqueue import enqueue_operation
-from openvle.events import request_archive, request_deploy
+from openvle.lab_events import request_archive, request_deploy
 from test_events import make_event
 
 sims, lab = test_events.sims, test_events.lab

@@ -17,7 +17,7 @@ from helpers import retry_now
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, Task, utcnow
 from openvle.enqueue import enqueue_operation
-from openvle.events import create_event, create_template, request_deploy
+from openvle.lab_events import create_event, create_template, request_deploy
 from pages.conftest import unique
 
 pytestmark = pytest.mark.browser

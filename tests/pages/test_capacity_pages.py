@@ -13,7 +13,7 @@ from sqlalchemy import select
 from conftest import wait_for
 from openvle.db.engine import session_scope
 from openvle.db.models import AuditEntry, Node, Task, Template, utcnow
-from openvle.events import create_event, create_template
+from openvle.lab_events import create_event, create_template
 from pages.conftest import unique
 
 pytestmark = pytest.mark.browser

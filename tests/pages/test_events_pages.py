@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from openvle.accounts.users import set_password
 from openvle.db.engine import session_scope
 from openvle.db.models import User, utcnow
-from openvle.events import create_template
+from openvle.lab_events import create_template
 from pages.conftest import PASSWORD, unique
 
 pytestmark = pytest.mark.browser

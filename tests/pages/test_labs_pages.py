@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from openvle.db.engine import session_scope
 from openvle.db.models import Participant, User, Vm, VmState, utcnow
-from openvle.events import create_event, create_template
 from openvle.jobs.vms import MARK
+from openvle.lab_events import create_event, create_template
 from pages.conftest import unique
 
 pytestmark = pytest.mark.browser

@@ -1,5 +1,5 @@
 """Breaks (core_periodic): suspend a deployed event and resume it, one orchestrator Task each, as
-deploy and archive are (jobs/events.py): claim the event, plan the steps still missing with
+deploy and archive are (jobs/lab_events.py): claim the event, plan the steps still missing with
 `enqueue_once` per (operation, target), then check back until they settled.
 
 - suspend, per participant with a VM: `guac.suspend_access` (their READ, and the teachers', taken
@@ -21,7 +21,7 @@ from openvle.db.engine import session_scope
 from openvle.db.models import EventStatus, Role, Vm, VmState
 from openvle.enqueue import enqueue_once, run_step
 from openvle.event_plans import load_event, one_planner, participant_chain, participants
-from openvle.jobs.events import _claim, _follow_patiently
+from openvle.jobs.lab_events import _claim, _follow_patiently
 
 SKIPPED = "another deploy, archive, suspend or resume of this event is in flight"
 

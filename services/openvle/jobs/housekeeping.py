@@ -23,7 +23,7 @@ def heartbeat(ctx: TaskContext) -> dict:
 
 
 def reconcile_tasks(ctx: TaskContext) -> dict:
-    from openvle.events import release_stuck
+    from openvle.lab_events import release_stuck
     from openvle.reconcile import reconcile
 
     report = reconcile()

@@ -4,7 +4,7 @@ starts in N days" notice, and tell teachers and admins once when a scheduled eve
 the cluster (capacity.py; such an event is not deployed until it fits or an admin overrides).
 
 Running it twice the same day changes nothing: deploy and archive requests are deduplicated per
-event (events.py), and a notice is claimed on its participant row before its email is queued.
+event (lab_events.py), and a notice is claimed on its participant row before its email is queued.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from openvle import alerts, capacity, spread, spread_trigger
 from openvle.context import TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, EventStatus, Participant, Role, User, Vm, utcnow
-from openvle.events import EventError, release_stuck, request_archive, request_deploy, request_resume, request_suspend
+from openvle.lab_events import (
+    EventError,
+    release_stuck,
+    request_archive,
+    request_deploy,
+    request_resume,
+    request_suspend,
+)
 from openvle.mail import queue_email
 from openvle.settings import get_settings
 

@@ -10,7 +10,7 @@ import io
 from pydantic import ValidationError
 from sqlalchemy import and_, func, select
 
-from openvle import authz, capacity, events, spread
+from openvle import authz, capacity, lab_events, spread
 from openvle.accounts import links
 from openvle.accounts.identity import Actor
 from openvle.db.engine import session_scope
@@ -108,12 +108,12 @@ def create_event(actor: Actor, spec: EventSpec) -> EventDetailView:
                 teachers.append({"username": me.username, "email": me.email, "first_name": me.first_name,
                                  "last_name": me.last_name})
     try:
-        event_id = events.create_event(spec.name, template_id, spec.utc("start"), spec.utc("end"),
+        event_id = lab_events.create_event(spec.name, template_id, spec.utc("start"), spec.utc("end"),
                                        participants_=[p.model_dump() for p in spec.participants], teachers=teachers,
                                        description=spec.description, status=spec.status,
                                        suspend_at=spec.utc("suspend_at"), resume_at=spec.utc("resume_at"),
                                        deploy_mode=spec.deploy_mode)
-    except events.EventError as exc:
+    except lab_events.EventError as exc:
         raise Invalid(str(exc)) from None
     invite_members(event_id, actor)
     return get_event(actor, event_id)
@@ -207,7 +207,7 @@ def _run(actor: Actor, event_id: int, verb: str, request) -> TaskRequest:
         authz.event(session, actor, event_id, manage=verb)
     try:
         return _asked(actor, request(event_id, requested_by=actor.requested_by))
-    except events.EventError as exc:
+    except lab_events.EventError as exc:
         raise Conflict(str(exc)) from None
 
 
@@ -219,22 +219,22 @@ def deploy(actor: Actor, event_id: int, override_capacity: bool = False) -> Task
             authz.event(session, actor, event_id)  # an event they may not see does not exist for them
         raise Forbidden("only an admin may deploy an event that does not fit the cluster (override the capacity "
                         "check)")
-    return _run(actor, event_id, "deploy", lambda event_id, requested_by: events.request_deploy(
+    return _run(actor, event_id, "deploy", lambda event_id, requested_by: lab_events.request_deploy(
         event_id, requested_by=requested_by, override_capacity=override_capacity))
 
 
 def archive(actor: Actor, event_id: int) -> TaskRequest:
-    return _run(actor, event_id, "archive", events.request_archive)
+    return _run(actor, event_id, "archive", lab_events.request_archive)
 
 
 def suspend(actor: Actor, event_id: int) -> TaskRequest:
     """A break: every VM stopped, Guacamole access taken away; VMs, people and course kept."""
-    return _run(actor, event_id, "suspend", events.request_suspend)
+    return _run(actor, event_id, "suspend", lab_events.request_suspend)
 
 
 def resume(actor: Actor, event_id: int) -> TaskRequest:
     """The break ends: every VM started, access given back with the same links and passwords."""
-    return _run(actor, event_id, "resume", events.request_resume)
+    return _run(actor, event_id, "resume", lab_events.request_resume)
 
 
 def retry(actor: Actor, event_id: int) -> TaskRequest:
@@ -260,7 +260,7 @@ def progress(actor: Actor, event_id: int) -> ProgressView:
         authz.event(session, actor, event_id)
         teaches = authz.teaches(session, actor, event_id)
         me = session.get(User, actor.user_id).username if actor.user_id is not None else None
-    shown = events.progress(event_id)
+    shown = lab_events.progress(event_id)
     if not teaches:  # a participant sees their own steps, not who else is in the event
         shown["participants"] = {k: v for k, v in shown["participants"].items() if k == me}
         shown["reason"] = None  # it names the others who failed
@@ -294,10 +294,10 @@ def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdd
     for person in people:
         try:
             role = AccountRole.TEACHER if person.role == Role.TEACHER else AccountRole.STUDENT
-            user_id = events.ensure_user(person.username, person.email, person.first_name, person.last_name,
+            user_id = lab_events.ensure_user(person.username, person.email, person.first_name, person.last_name,
                                          account_role=role)
-            events.add_participant(event_id, user_id, person.role, requested_by=actor.requested_by)
-        except events.EventError as exc:
+            lab_events.add_participant(event_id, user_id, person.role, requested_by=actor.requested_by)
+        except lab_events.EventError as exc:
             raise Invalid(str(exc)) from None
         user_ids.append(user_id)
     invited = invite_members(event_id, actor, user_ids)
@@ -309,7 +309,7 @@ def add_members(actor: Actor, event_id: int, people: list[Member]) -> MembersAdd
 
 def preview_members(actor: Actor, event_id: int, people: list[Member]) -> list[MemberChange]:
     """What add_members would do with these people, changing nothing: who gets a new account, who
-    is matched to an existing one (by email, then user name, as events.ensure_user does), who is in
+    is matched to an existing one (by email, then user name, as lab_events.ensure_user does), who is in
     the event already. Same permission as adding them."""
     with session_scope() as session:
         event = authz.event(session, actor, event_id, manage="add people to")
@@ -390,7 +390,7 @@ def remove_member(actor: Actor, event_id: int, user_id: int) -> None:
             Participant.removed_at.is_(None)))).first()
     if present is None:
         raise NotFound(f"user {user_id} is not in event {event_id}")
-    events.remove_participant(event_id, user_id, requested_by=actor.requested_by)
+    lab_events.remove_participant(event_id, user_id, requested_by=actor.requested_by)
     _replan_if_spread(event_id)
 
 

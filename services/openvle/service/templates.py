@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from openvle import authz, events
+from openvle import authz, lab_events
 from openvle.accounts.identity import Actor
 from openvle.db.engine import session_scope
 from openvle.db.models import Event, Template, Vm
@@ -46,7 +46,7 @@ def create_template(actor: Actor, spec: TemplateSpec) -> TemplateView:
     with session_scope() as session:
         if session.execute(select(Template.id).where(Template.name == spec.name)).first() is not None:
             raise Conflict(f"a template named {spec.name!r} exists: change that one (PATCH) or pick another name")
-    template_id = events.create_template(**spec.model_dump())
+    template_id = lab_events.create_template(**spec.model_dump())
     return get_template(actor, template_id)
 
 
@@ -67,7 +67,7 @@ def update_template(actor: Actor, template_id: int, patch: TemplatePatch) -> Tem
             if field in changes:
                 setattr(template, field, changes[field])
         if "port" in changes or "protocol" in changes:  # no port given: the protocol's default
-            template.port = changes.get("port") or events.DEFAULT_PORTS[template.protocol]
+            template.port = changes.get("port") or lab_events.DEFAULT_PORTS[template.protocol]
     return get_template(actor, template_id)
 
 

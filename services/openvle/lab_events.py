@@ -35,7 +35,7 @@ from openvle.enqueue import enqueue_operation, one_active
 from openvle.event_plans import plan_archive, plan_deploy
 from openvle.targets import Target
 
-log = logging.getLogger("openvle.events")
+log = logging.getLogger("openvle.lab_events")
 
 DEPLOYABLE = (EventStatus.DRAFT, EventStatus.SCHEDULED, EventStatus.DEPLOYED_WITH_FAILURES, EventStatus.FAILED,
               EventStatus.DEPLOYING)

@@ -133,7 +133,7 @@ def template_create(args: argparse.Namespace) -> int:
 
     from openvle.db.engine import session_scope
     from openvle.db.models import Template
-    from openvle.events import DEFAULT_PORTS, create_template
+    from openvle.lab_events import DEFAULT_PORTS, create_template
 
     TemplateSpec, _ = models()
     shown, data = load_yaml(args.file)
@@ -151,14 +151,14 @@ def template_create(args: argparse.Namespace) -> int:
 
 
 def event_create(args: argparse.Namespace) -> int:
-    from openvle.events import create_event
+    from openvle.lab_events import create_event
 
     _, EventSpec = models()
     shown, data = load_yaml(args.file)
     spec = validate(EventSpec, data, shown)
     check_database()
     template_id = _template_id(spec.template, shown)
-    from openvle.events import EventError
+    from openvle.lab_events import EventError
 
     try:
         event_id = create_event(
@@ -223,7 +223,7 @@ def event_show(args: argparse.Namespace) -> int:
     from openvle import capacity, spread
     from openvle.db.engine import session_scope
     from openvle.db.models import EventStatus, Participant, Role, Template, User
-    from openvle.events import progress
+    from openvle.lab_events import progress
 
     check_database()
     with session_scope() as session:
@@ -325,7 +325,7 @@ def event_deploy_mode(args: argparse.Namespace) -> int:
 
 def _event(session, event_id: int):
     from openvle.db.models import Event
-    from openvle.events import EventError
+    from openvle.lab_events import EventError
 
     event = session.get(Event, event_id)
     if event is None:
@@ -334,7 +334,7 @@ def _event(session, event_id: int):
 
 
 def event_deploy(args: argparse.Namespace) -> int:
-    from openvle.events import request_deploy
+    from openvle.lab_events import request_deploy
 
     override = bool(getattr(args, "override_capacity", False))
     return _request(args, lambda event_id, requested_by: request_deploy(
@@ -343,19 +343,19 @@ def event_deploy(args: argparse.Namespace) -> int:
 
 
 def event_archive(args: argparse.Namespace) -> int:
-    from openvle.events import request_archive
+    from openvle.lab_events import request_archive
 
     return _request(args, request_archive, "archive")
 
 
 def event_suspend(args: argparse.Namespace) -> int:
-    from openvle.events import request_suspend
+    from openvle.lab_events import request_suspend
 
     return _request(args, request_suspend, "suspend")
 
 
 def event_resume(args: argparse.Namespace) -> int:
-    from openvle.events import request_resume
+    from openvle.lab_events import request_resume
 
     return _request(args, request_resume, "resume")
 
@@ -363,7 +363,7 @@ def event_resume(args: argparse.Namespace) -> int:
 def event_retry(args: argparse.Namespace) -> int:
     from openvle.db.engine import session_scope
     from openvle.db.models import EventStatus
-    from openvle.events import request_archive, request_deploy, request_resume, request_suspend
+    from openvle.lab_events import request_archive, request_deploy, request_resume, request_suspend
 
     check_database()
     with session_scope() as session:
@@ -457,7 +457,7 @@ def _audit(verb: str, event_id: int, refused: Exception | None = None, detail: s
     """The audit log has who asked from the command line, as it has the API's requests."""
     from openvle import auditlog
     from openvle.accounts.identity import cli_actor
-    from openvle.events import EventError
+    from openvle.lab_events import EventError
 
     if refused is not None and not isinstance(refused, EventError):
         return  # a store that failed: nothing was asked

@@ -42,7 +42,7 @@ from openvle.mail import store_email
 from openvle.settings import get_settings
 from openvle.targets import Target
 
-log = logging.getLogger("openvle.jobs.events")
+log = logging.getLogger("openvle.jobs.lab_events")
 
 FOLLOW_EVERY = 3  # seconds between the orchestrator's looks at its steps
 
