@@ -164,21 +164,6 @@ def test_a_job_whose_success_pipeline_is_retried_leaves_no_abandoned_leftover(cl
     assert len(job.results()) == 1  # it did not run again
 
 
-def test_a_backlog_drained_by_one_worker_records_every_attempt_and_in_order(clean):
-    """The worker writes a success with the next attempt it opens when that job is already waiting
-    (one commit for both), and the last one on its own: the record is the same as one write each."""
-    from openvle.worker import build_worker
-
-    tasks = [enqueue_operation("demo.noop") for _ in range(3)]
-    build_worker("worker", get_settings()).work(burst=True)  # forks a horse per job, as in production
-
-    done = [load_task(task.id) for task in tasks]
-    assert [task.status for task in done] == ["success"] * 3
-    assert [[(s.attempt, s.status) for s in task.subtasks] for task in done] == [[(1, "success")]] * 3
-    assert all(task.subtasks[0].finished_at == task.finished_at for task in done)
-    assert done[0].finished_at <= done[1].started_at and done[1].finished_at <= done[2].started_at
-
-
 def test_a_deadlock_opening_an_attempt_is_tried_again_with_one_warning_and_no_traceback(clean, caplog):
     """A real InnoDB deadlock: another transaction holds the Task's row and waits for a row our
     transaction holds; InnoDB rolls ours back (the lighter one) with 1213."""

@@ -13,16 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
-from rq import Queue, Retry, get_current_job
+from rq import Retry, get_current_job
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.results import Result
-from rq.utils import as_text
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
@@ -116,59 +113,38 @@ def continuing_attempt(job: Job | None) -> int | None:
     return int(continues) if continues is not None and int(continues) == attempt_of(job) else None
 
 
-@dataclass(frozen=True)
-class Success:
-    """An attempt its work horse ended well, not yet written: the worker writes it with the next
-    attempt it opens (one commit for both) or alone when no job follows at once."""
-
-    task_id: int
-    attempt: int
-    result: Any
-
-
-def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractContextManager[Connection]],
-                 success: Success | None = None) -> None:
-    """In the worker process, before forking: open the attempt on the worker's warm connection, and
-    record the previous job's `success` in the same transaction.
+def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+    """In the worker process, before forking: open the attempt on the worker's warm connection.
 
     A fresh horse pays for a new DB connection and for touching SQLAlchemy's memory after fork;
     the long-lived worker does not, so the hot path (open, and close on success) stays there.
     """
     task_id = task_id_of(job)
-    continuing = continuing_attempt(job) if task_id is not None else None
-    if task_id is None or continuing is not None:  # nothing to open: a bare job, or a called-back attempt
-        if continuing is not None:
-            _opened_by_worker[job.id] = continuing
-        record_success(success, transaction)
+    if task_id is None:
+        return
+    continuing = continuing_attempt(job)
+    if continuing is not None:  # called back (CheckBack): the attempt is already open
+        _opened_by_worker[job.id] = continuing
         return
     attempt = attempt_of(job)
     with job_context(queue=job.origin, job_id=job.id, task_id=task_id,
                      attempt=f"{attempt}/{policy(job.origin, get_settings()).max_attempts}"):
         try:  # with the database away, the worker waits for it: no job can do anything without it
-            _opened_by_worker[job.id] = stores.call_with_database(_open, task_id, attempt, worker_name, transaction,
-                                                                  success)
+            _opened_by_worker[job.id] = stores.call_with_database(_open, task_id, attempt, worker_name, transaction)
         except Exception:  # the horse will try again itself
             log.exception("could not open the attempt of task %s in the worker", task_id)
-            record_success(success, transaction)  # rolled back with the opening: on its own (written once)
 
 
 @retry_deadlocks("opening the attempt")
 def _open(task_id: int, attempt: int, worker_name: str,
-          transaction: Callable[[], AbstractContextManager[Connection]], success: Success | None) -> int:
+          transaction: Callable[[], AbstractContextManager[Connection]]) -> int:
     try:
         with transaction() as conn:
-            _write_success(conn, success)
             opened = records.begin_known_attempt(conn, task_id, attempt, worker_name)
         return attempt if opened else SKIP
     except IntegrityError:  # requeued by hand: RQ's count no longer matches ours
         with transaction() as conn:
-            _write_success(conn, success)
             return records.begin_attempt(conn, task_id, worker_name) or SKIP
-
-
-def _write_success(conn: Connection, success: Success | None) -> None:
-    if success is not None:
-        records.record_success(conn, success.task_id, success.attempt, success.result)
 
 
 def attempt_of(job: Job) -> int:
@@ -177,49 +153,25 @@ def attempt_of(job: Job) -> int:
     return int((job.meta or {}).get("first_attempt", 1)) + planned - (job.retries_left or 0)
 
 
-def finished_attempt(job: Job, queues: Sequence[Queue] = ()) -> tuple[Success | None, bool]:
-    """In the worker process, after the horse exited: the success it left to record, if it had one,
-    and whether a job waits in any of `queues`, all read from Redis in one round trip. Failures were
-    recorded by the horse (only it has the exception), lost horses by on_horse_killed."""
+def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+    """In the worker process, after the horse exited: record a success it left to us.
+
+    Failures were recorded by the horse (only it has the exception), lost horses by on_horse_killed.
+    """
     attempt = _opened_by_worker.pop(job.id, None)
     task_id = task_id_of(job)
-    if not attempt or task_id is None:  # nothing to record: nothing to read
-        return None, False
-    with job.connection.pipeline(transaction=False) as pipe:
-        pipe.hget(job.key, "status")
-        pipe.xrevrange(Result.get_key(job.id), "+", "-", count=1)
-        for queue in queues:
-            pipe.llen(queue.key)
-        try:
-            status, latest, *lengths = pipe.execute()
-        except stores.REDIS_DOWN:
-            _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
-            raise
-    waiting = any(lengths)
-    try:
-        if not status:
-            raise InvalidJobOperation(f"Failed to retrieve status for job: {job.id}")
-        if JobStatus(as_text(status)) != JobStatus.FINISHED:
-            return None, waiting
-        result = None
-        if latest:
-            found = Result.restore(job.id, latest[0][0].decode(), latest[0][1], connection=job.connection,
-                                   serializer=job.serializer)
-            result = found.return_value if found.type == Result.Type.SUCCESSFUL else None
-        return Success(task_id, attempt, result), waiting
-    except Exception as exc:  # the reconciler closes it from RQ's record later
-        _not_recorded("the success", task_id, exc)
-        return None, waiting
-
-
-def record_success(success: Success | None, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
-    """Write a success on its own (no attempt opened after it at once)."""
-    if success is None:
+    if not attempt or task_id is None:
         return
     try:
-        stores.call_with_database(_record_success, transaction, success)
+        if job.get_status(refresh=True) != JobStatus.FINISHED:
+            return
+        result = job.return_value(refresh=True)
+        stores.call_with_database(_record_success, transaction, task_id, attempt, result)
+    except stores.REDIS_DOWN:
+        _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
+        raise
     except Exception as exc:  # the reconciler closes it from RQ's record later
-        _not_recorded("the success", success.task_id, exc)
+        _not_recorded("the success", task_id, exc)
 
 
 def _not_recorded(what: str, task_id: int, exc: BaseException) -> None:
@@ -232,9 +184,10 @@ def _not_recorded(what: str, task_id: int, exc: BaseException) -> None:
 
 
 @retry_deadlocks("recording the success")
-def _record_success(transaction: Callable[[], AbstractContextManager[Connection]], success: Success) -> None:
+def _record_success(transaction: Callable[[], AbstractContextManager[Connection]], task_id: int, attempt: int,
+                    result: Any) -> None:
     with transaction() as conn:
-        _write_success(conn, success)
+        records.record_success(conn, task_id, attempt, result)
 
 
 @retry_deadlocks("recording the failed attempt")

@@ -97,14 +97,7 @@ class HeldConnection:
 
 
 class TrackingWorker(Worker):
-    """RQ's fork worker, opening each Task attempt before the fork and closing successes after it.
-
-    A success is written with the next attempt this worker opens when that job is already waiting:
-    one commit (the costly part of a write: the redo log is flushed to disk) instead of two. When no
-    job is waiting, or the worker does anything else first (maintenance, a suspension, stopping),
-    the success is written at once on its own."""
-
-    _unrecorded: tracking.Success | None = None  # the last job's success, while a next job waits
+    """RQ's fork worker, opening each Task attempt before the fork and closing successes after it."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -144,8 +137,6 @@ class TrackingWorker(Worker):
             self.scheduler.start()
 
     def run_maintenance_tasks(self):
-        self._record_unrecorded()
-
         def maintain():
             self._look_for_dead_workers()  # before RQ's part, which starts our scheduler if it can lock
             super(TrackingWorker, self).run_maintenance_tasks()
@@ -173,21 +164,7 @@ class TrackingWorker(Worker):
         stores.call_with_redis(super().check_for_suspension, burst)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        if self._unrecorded is not None:  # the job seen waiting may be gone: look without waiting first
-            found = stores.call_with_redis(super().dequeue_job_and_maintain_ttl, None)
-            if found is not None:
-                return found
-            self._record_unrecorded()
         return stores.call_with_redis(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
-
-    def set_state(self, state, pipeline=None):
-        if state == WorkerStatus.SUSPENDED:  # `rq suspend`: the wait may be long
-            self._record_unrecorded()
-        super().set_state(state, pipeline)
-
-    def _record_unrecorded(self) -> None:
-        success, self._unrecorded = self._unrecorded, None
-        tracking.record_success(success, self.bookkeeping.transaction)
 
     def heartbeat(self, timeout=None, pipeline=None):
         if pipeline is not None:  # part of a pipeline: its execute() is where Redis is met
@@ -211,7 +188,6 @@ class TrackingWorker(Worker):
         except stores.REDIS_DOWN as exc:  # stopping anyway: the registration expires by itself
             log.warning("could not unregister from Redis while stopping: %s", type(exc).__name__)
         if not self.is_horse:
-            self._record_unrecorded()
             dead_workers.forget_life(self.name, _lives_dir())
             self.bookkeeping.close()
             _logout_guacamole(self.queue_names())
@@ -227,8 +203,7 @@ class TrackingWorker(Worker):
                 break
 
     def execute_job(self, job, queue):
-        success, self._unrecorded = self._unrecorded, None
-        tracking.open_attempt(job, self.name, self.bookkeeping.transaction, success)
+        tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
         try:
             super().execute_job(job, queue)
         except stores.REDIS_DOWN:
@@ -240,11 +215,7 @@ class TrackingWorker(Worker):
                                    "its worker lost Redis while it ran")
             self.set_state(WorkerStatus.IDLE)
         finally:
-            success, waiting = stores.call_with_redis(tracking.finished_attempt, job, self.queues)
-            if waiting:  # written with the next job's opening: one commit for both
-                self._unrecorded = success
-            else:
-                tracking.record_success(success, self.bookkeeping.transaction)
+            stores.call_with_redis(tracking.close_attempt, job, self.bookkeeping.transaction)
 
 
 class PatientScheduler(RQScheduler):
