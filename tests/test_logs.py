@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from conftest import wait_for
+from faults.proxy import FaultProxy
 from helpers import settled
 from openvle import logs
+from openvle.db.engine import build_engine
 from openvle.enqueue import enqueue_operation
 
 TOKEN = "a1b2c3d4-pve-token-secret"
@@ -74,3 +79,28 @@ def test_lines_about_a_task_name_its_own_job_and_attempts_not_the_reconcilers(ca
     assert lost, lines
     assert all(f"queue=guacamole job={task.rq_job_id} task={task.id} attempt=1/6 " in line for line in lost), lost
     assert not any("the-reconcile-job" in line for line in lines if f"task={task.id}" in line), lines
+
+
+def test_a_connection_lost_while_the_pool_drops_it_is_one_warning_line_not_a_traceback(capsys, our_log_setup,
+                                                                                       clean):
+    if not clean.database_url.startswith("mysql"):
+        pytest.skip("cuts MariaDB through the fault proxy")
+    host_port = clean.database_url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = FaultProxy(host, int(port))
+    engine = build_engine(clean.database_url.replace(host_port, f"{proxy.host}:{proxy.port}"))
+    logs.setup("worker", "INFO", [])
+    try:
+        session = Session(engine)
+        session.execute(text("SELECT 1"))
+        proxy.cut()  # MariaDB goes away while the session holds its connection
+        del session  # left to the garbage collector, as an error path may leave it
+        gc.collect()  # the pool rolls the connection back on return: that fails
+    finally:
+        proxy.stop()
+        engine.dispose()
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    assert "WARNING" in out and "sqlalchemy.pool" in out and "Traceback" not in out, out
+    assert "a pooled database connection could not be reset or closed (OperationalError: " in out, out
+    assert "it is dropped and the next use opens a new one" in out, out

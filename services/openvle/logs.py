@@ -82,6 +82,7 @@ def setup(role: str, level: str = "INFO", secrets: list[str] | None = None) -> N
     _role = role
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_Formatter(secrets or []))
+    handler.addFilter(_PoolLostConnection())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -92,6 +93,27 @@ def setup(role: str, level: str = "INFO", secrets: list[str] | None = None) -> N
     rq_worker = logging.getLogger("rq.worker")
     if not any(isinstance(f, _RoutineRQ) for f in rq_worker.filters):
         rq_worker.addFilter(_RoutineRQ())
+
+
+class _PoolLostConnection(logging.Filter):
+    """When the database goes away, SQLAlchemy's pool cannot roll back or close a connection it is
+    dropping and logs ERROR with a traceback; it then drops the connection and the next use opens a
+    new one (pre-ping). The role's own "waiting for the database" line tells the outage, so this
+    becomes one WARNING line naming the error. A handler filter: the pool logs under per-class names
+    (sqlalchemy.pool.impl.QueuePool), and a logger's filters do not see its children's records."""
+
+    DROPPING = ("Exception during reset or similar", "Exception closing connection %r",
+                "Exception terminating connection %r")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("sqlalchemy.pool") and record.msg in self.DROPPING and record.exc_info:
+            error = record.exc_info[1]
+            record.msg, record.args = ("a pooled database connection could not be reset or closed (%s: %s); "
+                                       "it is dropped and the next use opens a new one",
+                                       (type(error).__name__, error))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 class _RoutineRQ(logging.Filter):
