@@ -146,3 +146,18 @@ def test_a_host_out_of_reach_is_transient_and_named(settings_env, caplog):
         "Moodle: core_webservice_get_site_info failed (attempt 1/3)",
         "Moodle: core_webservice_get_site_info failed (attempt 2/3)",
     ]
+
+
+def test_proxmox_with_a_certificate_nobody_trusts_fails_at_once_naming_pve_verify_ssl(pve_server, settings_env,
+                                                                                        caplog):
+    # The simulator's certificate is self-signed; PVE_VERIFY_SSL=true trusts only the system's CAs.
+    fresh_cluster(pve_server, settings_env, {"linked_clone": 0.2}, PVE_VERIFY_SSL="true")
+    with caplog.at_level(logging.WARNING, logger="openvle.outside"), \
+            pytest.raises(proxmox.ProxmoxPermanentError) as refused:
+        proxmox.Proxmox().clone("pve1", 9001, 150, name="never")
+    message = str(refused.value)
+    assert f"the TLS certificate of Proxmox at https://127.0.0.1:{pve_server.port} is not trusted" in message
+    assert "set PVE_VERIFY_SSL to the CA bundle that signed it" in message
+    assert retry_lines(caplog) == []  # no try again: only the operator can fix it
+    # refused at the handshake, so no clone was asked for (not an AnswerLost to look into)
+    assert not any(task["type"] == "qmclone" for task in pve_server.state.snapshot()["tasks"])

@@ -2,10 +2,10 @@
 
 Transient (connection errors, timeouts, lock timeouts, "got no worker upid", 5xx from contention):
 retried briefly inside the call (outside.retried), then by the queue's retries. Permanent (parameter
-verification, a template, VM or node that does not exist, 401/403): a PermanentError with a message
-an admin understands. The API token never appears in a message: proxmoxer's errors carry the
-status line and body, never the request headers, and every message is masked (outside.masked) in
-case Proxmox echoes it.
+verification, a template, VM or node that does not exist, 401/403, a TLS certificate not trusted): a
+PermanentError with a message an admin understands. The API token never appears in a message:
+proxmoxer's errors carry the status line and body, never the request headers, and every message is
+masked (outside.masked) in case Proxmox echoes it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import requests
 from proxmoxer import ProxmoxAPI, ResourceException
 
 from openvle.clients.outside import OutsideError, PermanentOutsideError, TransientError, retried
+from openvle.clients.tls import untrusted, untrusted_message
 from openvle.errors import PermanentError
 from openvle.settings import Settings, get_settings
 
@@ -122,6 +123,10 @@ def _call(what: str, fn: Callable[[], T], changes: bool = False) -> T:
         except ResourceException as exc:
             raise _translate(exc) from None
         except requests.RequestException as exc:
+            if (cert_error := untrusted(exc)) is not None:  # refused at the handshake: nothing was sent
+                settings = get_settings()
+                url = f"https://{settings.PVE_HOST}:{settings.PVE_PORT}"
+                raise ProxmoxPermanentError(untrusted_message("Proxmox", url, "PVE_VERIFY_SSL", cert_error)) from None
             if changes and not isinstance(exc, requests.ConnectTimeout):  # it may have arrived
                 raise AnswerLost(f"Proxmox's answer was lost ({type(exc).__name__}): the request may have "
                                  "been carried out") from None
