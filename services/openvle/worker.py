@@ -32,7 +32,7 @@ from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
 from openvle.operations import load_jobs
 from openvle.queues import QUEUE_NAMES, ROLE_QUEUES
-from openvle.settings import _Settings, get_settings
+from openvle.settings import Settings, get_settings
 
 log = logging.getLogger("openvle.worker")
 
@@ -261,7 +261,7 @@ def _logout_guacamole(queues: list[str]) -> None:
         log.warning("could not log out of Guacamole: %s", type(exc).__name__)
 
 
-def build_worker(role: str, settings: _Settings) -> Worker:
+def build_worker(role: str, settings: Settings) -> Worker:
     redis = get_redis()
     return TrackingWorker(
         [Queue(name, connection=redis) for name in ROLE_QUEUES[role]],
@@ -287,7 +287,7 @@ def _die_with_worker() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run(role: str, settings: _Settings) -> int:
+def run(role: str, settings: Settings) -> int:
     if sys.platform == "linux":
         os.register_at_fork(after_in_child=_die_with_worker)
     os.register_at_fork(after_in_child=stores.keep_quiet)  # the worker says when a store is away, once
@@ -309,7 +309,7 @@ def run(role: str, settings: _Settings) -> int:
     return 0
 
 
-def _start_clone_watcher(role: str, settings: _Settings):
+def _start_clone_watcher(role: str, settings: Settings):
     """A worker of the clone queue brings a clone watcher (clone_watch): its own process, which dies
     with the worker (_die_with_worker) and whose lead another replica's watcher then takes over."""
     if "pve_vm_clone" not in ROLE_QUEUES[role] or not settings.PVE_HOST or not settings.PVE_CLONE_WATCHER:
