@@ -52,7 +52,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="PVE_CLONE_CONCURRENCY")
     parser.add_argument("--workers", type=int, default=4, help="replicas of the `worker` role (compose: 4)")
     parser.add_argument("--clone-workers", type=int, default=1, help="replicas of `worker-vm-clone`")
-    parser.add_argument("--clone-watcher", action="store_true", help="PVE_CLONE_WATCHER=true (clone_watch.py)")
+    parser.add_argument("--clone-watcher", action=argparse.BooleanOptionalAction, default=True,
+                        help="PVE_CLONE_WATCHER (clone_watch.py; on by default, as in the product)")
     parser.add_argument("--poll-interval", type=int, default=3, help="PVE_POLL_INTERVAL (3 is the default setting)")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between two clicks")
     parser.add_argument("--vms", type=int, default=4, help="VMs the clicker acts on (a small event deployed first)")

@@ -72,7 +72,8 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--clone-workers", type=int, default=1,
                         help="replicas of `worker-vm-clone` (compose: 1; clone pacing holds across replicas)")
-    parser.add_argument("--clone-watcher", action="store_true", help="PVE_CLONE_WATCHER=true (clone_watch.py)")
+    parser.add_argument("--clone-watcher", action=argparse.BooleanOptionalAction, default=True,
+                        help="PVE_CLONE_WATCHER (clone_watch.py; on by default, as in the product)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs (printed path)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
