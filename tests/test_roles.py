@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
-from rq import Worker
+from rq import Queue, Worker
 
 from conftest import ROOT, WAIT_SCALE, wait_for
 from helpers import load_task, settled
@@ -73,6 +74,25 @@ def test_sigterm_during_a_job_lets_it_finish_then_exits_0(start_role, clean):
     assert done.status == "success"
     assert [(s.attempt, s.status) for s in done.subtasks] == [(1, "success")]
     assert "warm shut down requested" in worker.output
+
+
+def test_a_stopping_worker_does_not_wait_a_minute_for_its_command_thread(clean):
+    """RQ's stop/kill command thread sleeps up to 60 s in a read and is woken by the unsubscribe
+    reply; when it has read that reply before being told to stop, it waits 60 s for a new
+    subscription. Here that order is made certain; the worker must still let go at once."""
+    from openvle.connections import get_redis
+    from openvle.worker import TrackingWorker
+
+    redis = get_redis()
+    worker = TrackingWorker([Queue("stop-test", connection=redis)], connection=redis, name="stop-test")
+    worker.subscribe()
+    worker.pubsub.unsubscribe()
+    wait_for(lambda: not worker.pubsub.subscribed, 10, "the command thread to read the reply")
+
+    let_go = threading.Event()
+    threading.Thread(target=lambda: (worker.unsubscribe(), let_go.set()), daemon=True).start()
+
+    assert let_go.wait(15 * WAIT_SCALE), "stopping waited for the command thread's 60 s sleep"
 
 
 def test_worker_waits_for_the_schema_and_says_why(clean, tmp_path):

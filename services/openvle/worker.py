@@ -112,6 +112,19 @@ class TrackingWorker(Worker):
         stores.stop_waiting(StopRequested)
         super().request_force_stop(signum, frame)
 
+    def unsubscribe(self):
+        """RQ's pub/sub thread (stop and kill commands) sleeps up to 60 s in a read and relies on the
+        unsubscribe reply to wake it; when the thread read that reply before its stop flag was
+        cleared, it waited 60 s for a new subscription, and redis-py 8's stop() joins it without a
+        bound: a worker asked to stop hung for a minute (compose then kills it). So the flag is
+        cleared first (stop without waiting), and the join is bounded (the thread is a daemon)."""
+        if self.pubsub_thread:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub_thread.stop(timeout=0)
+            self.pubsub.unsubscribe()  # its reply wakes the thread, which now ends
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
     def serialize(self) -> dict:
         """RQ's registration, plus where our pid means something: a worker on the same machine and
         pid namespace tells a dead one by its pid at once (dead_workers)."""
