@@ -85,10 +85,8 @@ def test_a_connection_lost_while_the_pool_drops_it_is_one_warning_line_not_a_tra
                                                                                        clean):
     if not clean.database_url.startswith("mysql"):
         pytest.skip("cuts MariaDB through the fault proxy")
-    host_port = clean.database_url.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    proxy = FaultProxy(host, int(port))
-    engine = build_engine(clean.database_url.replace(host_port, f"{proxy.host}:{proxy.port}"))
+    proxy = FaultProxy.for_database(clean.database_url)
+    engine = build_engine(proxy.url)
     logs.setup("worker", "INFO", [])
     try:
         session = Session(engine)

@@ -83,11 +83,9 @@ def test_redis_away_no_role_exits_each_says_so_once_and_the_work_goes_on(own_red
 def test_the_database_away_the_worker_waits_says_so_once_and_goes_on(start_role, settings_env, clean):
     if not clean.database_url.startswith("mysql"):
         pytest.skip("cuts MariaDB through the fault proxy")
-    host_port = clean.database_url.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    proxy = FaultProxy(host, int(port))
+    proxy = FaultProxy.for_database(clean.database_url)
     try:
-        worker = start_role("worker", DATABASE_URL=clean.database_url.replace(host_port, f"{proxy.host}:{proxy.port}"))
+        worker = start_role("worker", DATABASE_URL=proxy.url)
         proxy.cut()
         task = enqueue_operation("demo.mails", {})  # the test's own connection is not cut
         wait_for(lambda: _lines(worker, "waiting for the database (DATABASE_URL)"), 60, "the worker to wait", worker)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from sqlalchemy.engine import make_url
+
 
 class FaultProxy:
     def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1", port: int = 0):
@@ -19,8 +21,17 @@ class FaultProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self.refused = 0  # connections refused while cut
+        self.url: str | None = None  # for_database: the database URL through this proxy
         self._stopping = False
         threading.Thread(target=self._accept, name="fault-proxy", daemon=True).start()
+
+    @classmethod
+    def for_database(cls, database_url: str) -> FaultProxy:
+        """A proxy in front of the database server of `database_url`; `url` reaches it through the proxy."""
+        url = make_url(database_url)
+        proxy = cls(url.host, url.port or 3306)
+        proxy.url = url.set(host=proxy.host, port=proxy.port).render_as_string(hide_password=False)
+        return proxy
 
     def _accept(self) -> None:
         while not self._stopping:

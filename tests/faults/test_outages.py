@@ -41,11 +41,7 @@ OUTAGE = 30  # seconds MariaDB is unreachable
 
 @pytest.fixture
 def db_proxy(clean):
-    url = clean.database_url
-    host_port = url.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    proxy = FaultProxy(host, int(port))
-    proxy.url = url.replace(host_port, f"{proxy.host}:{proxy.port}")
+    proxy = FaultProxy.for_database(clean.database_url)
     yield proxy
     proxy.stop()
 

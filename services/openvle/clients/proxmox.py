@@ -98,6 +98,10 @@ def classify(status: int | None, message: str, errors: dict | None = None) -> Pr
 def _translate(exc: Exception) -> ProxmoxError:
     if isinstance(exc, ResourceException):
         return classify(exc.status_code, str(exc.content or exc.status_message or ""), exc.errors)
+    if (cert_error := untrusted(exc)) is not None:  # refused at the handshake: nothing was sent
+        settings = get_settings()
+        url = f"https://{settings.PVE_HOST}:{settings.PVE_PORT}"
+        return ProxmoxPermanentError(untrusted_message("Proxmox", url, "PVE_VERIFY_SSL", cert_error))
     if isinstance(exc, requests.Timeout):
         return ProxmoxTransientError("Proxmox did not answer in time (PVE_TIMEOUT)")
     if isinstance(exc, requests.ConnectionError):
@@ -123,14 +127,11 @@ def _call(what: str, fn: Callable[[], T], changes: bool = False) -> T:
         except ResourceException as exc:
             raise _translate(exc) from None
         except requests.RequestException as exc:
-            if (cert_error := untrusted(exc)) is not None:  # refused at the handshake: nothing was sent
-                settings = get_settings()
-                url = f"https://{settings.PVE_HOST}:{settings.PVE_PORT}"
-                raise ProxmoxPermanentError(untrusted_message("Proxmox", url, "PVE_VERIFY_SSL", cert_error)) from None
-            if changes and not isinstance(exc, requests.ConnectTimeout):  # it may have arrived
+            error = _translate(exc)
+            if changes and isinstance(error, TransientError) and not isinstance(exc, requests.ConnectTimeout):
                 raise AnswerLost(f"Proxmox's answer was lost ({type(exc).__name__}): the request may have "
-                                 "been carried out") from None
-            raise _translate(exc) from None
+                                 "been carried out") from None  # it may have arrived
+            raise error from None
 
     return attempt()
 
