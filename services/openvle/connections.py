@@ -6,10 +6,12 @@ import functools
 
 from redis import Redis
 
+from openvle.name_lookup import redis_retry
+
 
 @functools.lru_cache(maxsize=4)
 def redis_from_url(url: str) -> Redis:
-    return Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5)
+    return Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5, retry=redis_retry())
 
 
 def get_redis() -> Redis:

@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from openvle import name_lookup
+
 _engine: Engine | None = None
 _sessions: sessionmaker[Session] | None = None
 
@@ -28,7 +30,14 @@ def build_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # MariaDB closes idle connections after wait_timeout; pre-ping and recycle keep workers healthy.
-    return create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5)
+    event.listen(engine, "do_connect", _look_up_again_for_now)
+    return engine
+
+
+def _look_up_again_for_now(dialect, _record, cargs, cparams):
+    """Connect, looking the host name up again while it fails "for now" (see name_lookup)."""
+    return name_lookup.retrying()(dialect.connect, *cargs, **cparams)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
