@@ -363,6 +363,26 @@ def test_a_clone_whose_answer_was_lost_is_found_and_adopted_not_made_twice(pve, 
     assert len(sim_vms(pve)) == before + 1 and pve.state.faults.lost_clone_responses == [1]
 
 
+def test_a_vm_listed_on_the_node_it_just_left_is_still_found_ours(pve, clean):
+    """CI once made a VM twice: a clone (its answer lost) to another node was listed on the
+    template's node; when its config was read there, the clone had ended and moved it to its target,
+    so the read found nothing, the job took the VM id for a stranger's and cloned again elsewhere."""
+    from openvle.clients.proxmox import get_proxmox
+    from openvle.jobs.vms import _ours
+
+    client = get_proxmox()
+    mine = Vm(id=4242, name="lab-moving")
+    upid = client.clone("pve1", 9001, 10500, name=mine.name, target="pve2", description=f"{MARK}={mine.id}")
+    listed = client.locate(10500)
+    assert listed["node"] == "pve1" and listed["lock"] == "clone"  # as it runs, on the template's node
+    wait_for(lambda: client.task_status(upid).get("status") == "stopped", 30, "the clone to end")
+
+    now = _ours(client, listed, mine)
+
+    assert now is not None and now["node"] == "pve2" and not now.get("lock")
+    assert _ours(client, listed, Vm(id=4243, name=mine.name)) is None  # the mark of another row: a stranger's
+
+
 def test_node_sync_reads_a_template_s_config_only_when_its_disk_may_have_moved(pve, clean):
     """Every sync (once a minute) would otherwise ask Proxmox for every template's config."""
     from openvle.enqueue import enqueue_operation

@@ -45,6 +45,7 @@ ACTION_LOOK = 0.1  # a watched click looks this often: its end is seen within 0.
 # With a clone watcher leading, a running clone's job looks this long after (the watcher wakes it at
 # the clone's end); it looks by itself only when the watcher misses it (a node's list unreadable).
 WATCHED_LOOK = 30
+_MOVES_FOLLOWED = 3  # a VM seen moving between nodes this often while we look is taken as not ours
 SLOT_WAIT = 5  # seconds between checks for a free clone slot when run outside RQ (no job to wake)
 
 
@@ -97,17 +98,25 @@ def _save(vm_id: int, **values: Any) -> None:
         session.execute(update(Vm).where(Vm.id == vm_id).values(updated_at=utcnow(), **values))
 
 
-def _ours(pve: Proxmox, resource: dict, vm: Vm) -> bool:
-    """True when the Proxmox VM at our vmid carries our mark (not a stranger who took the id); a
-    clone still running may not show its description yet: then its name and clone lock tell."""
-    try:
-        config = pve.vm_config(resource["node"], int(resource["vmid"]))
-    except NotFound:
-        return False
-    description = str(config.get("description") or "")
-    if description:
-        return f"{MARK}={vm.id}" in description
-    return resource.get("lock") == "clone" and resource.get("name") == vm.name
+def _ours(pve: Proxmox, resource: dict, vm: Vm) -> dict | None:
+    """The VM at our vmid as it is now, when it carries our mark; None for a stranger who took the id
+    (or when it is gone). A clone still running may not show its description yet: then its name and
+    clone lock tell. `resource` may be out of date: a clone to another node moves its config there as
+    it ends, a migration too, so a config not on the node listed is looked for where the VM is now."""
+    for _ in range(_MOVES_FOLLOWED):
+        try:
+            config = pve.vm_config(resource["node"], int(resource["vmid"]))
+        except NotFound:
+            moved = pve.locate(int(resource["vmid"]))
+            if moved is None or moved["node"] == resource["node"]:
+                return None
+            resource = moved
+            continue
+        description = str(config.get("description") or "")
+        if description:
+            return resource if f"{MARK}={vm.id}" in description else None
+        return resource if resource.get("lock") == "clone" and resource.get("name") == vm.name else None
+    return None
 
 
 def _task_age(upid: str) -> float:
@@ -194,7 +203,9 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         _clone_over(vm)
 
     found = pve.locate(vm.vmid)
-    if found is not None and not _ours(pve, found, vm):
+    if found is not None and (mine := _ours(pve, found, vm)) is not None:
+        found = mine
+    elif found is not None:
         # Someone outside took our id between the claim and the clone: step over it.
         vmid = claim_vmid(pve, vm.id, also_skip={vm.vmid})
         ctx.log(f"VM id {vm.vmid} is used by another VM; using {vmid}", level="warning")
@@ -295,8 +306,9 @@ def _remove_half_made(pve: Proxmox, vm: Vm) -> None:
     """A failed clone task normally removes its VM; if ours is still there unlocked, destroy it."""
     try:
         found = pve.locate(vm.vmid)
-        if found is not None and not found.get("lock") and _ours(pve, found, vm):
-            pve.destroy(found["node"], vm.vmid)
+        mine = _ours(pve, found, vm) if found is not None and not found.get("lock") else None
+        if mine is not None:
+            pve.destroy(mine["node"], vm.vmid)
             log.warning("destroyed the half-made clone VM %s", vm.vmid)
     except ProxmoxError as exc:  # the next attempt looks again
         log.warning("could not check for a half-made clone of VM %s: %s", vm.vmid, exc)
@@ -321,7 +333,8 @@ def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         if isinstance(result, CheckBack):
             return result
     found = pve.locate(vm.vmid)
-    if found is None or not _ours(pve, found, vm):
+    found = _ours(pve, found, vm) if found is not None else None
+    if found is None:
         # Gone: the VM id goes back to the range (the row keeps it as former_vmid).
         _save(vm.id, state=VmState.DELETED, status=None, lock=None, upid=None, vmid=None, former_vmid=vm.vmid)
         release_vmid(vm.vmid, vm.id)
@@ -364,7 +377,8 @@ def _act(ctx: TaskContext, vm_id: int, action: str, target: str | None = None) -
         if task_type in _ENDED_BY.get(action, ()):  # its own task ended well: no second look at the VM
             return _done(pve, vm, action)
     found = pve.locate(vm.vmid)
-    if found is None or not _ours(pve, found, vm):
+    found = _ours(pve, found, vm) if found is not None else None
+    if found is None:
         _save(vm.id, state=VmState.MISSING, missing_since=utcnow())
         raise ProxmoxPermanentError(f"VM {vm.vmid} ({vm.name}) no longer exists in Proxmox")
     _refresh(vm, found)
