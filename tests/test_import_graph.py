@@ -1,4 +1,5 @@
-"""No two modules of openvle import each other, directly or through others (`make lint` runs it).
+"""No two modules of openvle, nor of the simulators (sandbox), import each other, directly or through
+others (`make lint` runs it).
 
 import-linter ([tool.importlinter] in pyproject.toml) keeps the layers and forbids loops between the
 modules of one package; this also sees a loop between a package's __init__ and its own modules,
@@ -9,6 +10,7 @@ in a function still decides which module must be imported first.
 from __future__ import annotations
 
 import grimp
+import pytest
 
 
 def _loops(package: str) -> list[list[str]]:
@@ -27,8 +29,9 @@ def _loops(package: str) -> list[list[str]]:
     return loops
 
 
-def test_no_module_of_openvle_is_in_an_import_loop():
-    loops = _loops("openvle")
+@pytest.mark.parametrize("package", ["openvle", "sandbox"])
+def test_no_module_is_in_an_import_loop(package):
+    loops = _loops(package)
     assert not loops, "import loops (break each: move the shared part down a layer, or pass a dotted path " \
                       "or a hook):\n" + "\n".join(" -> ".join(loop) for loop in loops)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = "ROOT"
 
@@ -176,3 +176,13 @@ class Faults:
     def as_dict(self) -> dict[str, Any]:
         return {"latency": self.latency, "error_rate": self.error_rate, "error_every": self.error_every,
                 "drop_rate": self.drop_rate, "seed": self.seed}
+
+
+class Catalogue(Protocol):
+    """What views and permissions read of the simulator's state, so neither imports the state."""
+
+    groups: dict[str, ConnectionGroup]
+    connections: dict[str, Connection]
+    profiles: dict[str, SharingProfile]
+
+    def user(self, name: str | None) -> User | None: ...

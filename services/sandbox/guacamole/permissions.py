@@ -7,13 +7,10 @@ UPDATE on the user being changed plus ADMINISTER on every object affected.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import bad_request, denied, internal
-from .model import OBJECT_PERMISSIONS, SYSTEM_PERMISSIONS, User
-
-if TYPE_CHECKING:
-    from .state import GuacamoleState
+from .model import OBJECT_PERMISSIONS, SYSTEM_PERMISSIONS, Catalogue, User
 
 SYSTEM_PATH = "/systemPermissions"
 
@@ -35,7 +32,7 @@ def require(allowed: bool) -> None:
         raise denied()
 
 
-def _existing(state: GuacamoleState, kind: str, identifier: str) -> str | None:
+def _existing(state: Catalogue, kind: str, identifier: str) -> str | None:
     """The stored identifier the permission row would reference, or None: the MySQL mapper inserts with
     INSERT IGNORE, so a grant on a missing object fails its foreign key and is silently skipped."""
     if kind == "connectionPermissions":
@@ -50,7 +47,7 @@ def _existing(state: GuacamoleState, kind: str, identifier: str) -> str | None:
     return None  # no active connections or user groups are modelled
 
 
-def patch(state: GuacamoleState, actor: User, target: User, patches: Any) -> None:
+def patch(state: Catalogue, actor: User, target: User, patches: Any) -> None:
     """Apply a JSON Patch of add/remove operations. Every operation is parsed before any applies, so a
     rejected patch changes nothing; then, per permission type, adds apply before removes."""
     if not isinstance(patches, list) or not all(isinstance(p, dict) for p in patches):

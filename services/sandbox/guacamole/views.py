@@ -3,7 +3,7 @@ APIPermissionSet). Jackson leaves out null fields of these classes, so absent va
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import permissions
 from .model import (
@@ -15,6 +15,7 @@ from .model import (
     SHARING_PROFILE_ATTRIBUTES,
     SYSTEM_PERMISSIONS,
     USER_ATTRIBUTES,
+    Catalogue,
     Connection,
     ConnectionGroup,
     Permissions,
@@ -22,9 +23,6 @@ from .model import (
     User,
     id_order,
 )
-
-if TYPE_CHECKING:
-    from .state import GuacamoleState
 
 
 def _attributes(schema: dict[str, str], stored: dict[str, str | None]) -> dict[str, str | None]:
@@ -81,7 +79,7 @@ def user_record(u: User) -> dict[str, Any]:
 
 
 # ---- connectionGroups/{id}/tree ----------------------------------------------------------------------------------
-def tree(state: GuacamoleState, actor: User, group_id: str) -> dict[str, Any]:
+def tree(state: Catalogue, actor: User, group_id: str) -> dict[str, Any]:
     """The group with every readable descendant nested (ConnectionGroupTree). Child lists and a connection's
     `sharingProfiles` appear only when non-empty, as the real tree leaves them null otherwise."""
     node = root_json() if group_id == ROOT else group_json(state.groups[group_id])
@@ -96,7 +94,7 @@ def tree(state: GuacamoleState, actor: User, group_id: str) -> dict[str, Any]:
     return node
 
 
-def _tree_connection(state: GuacamoleState, actor: User, c: Connection) -> dict[str, Any]:
+def _tree_connection(state: Catalogue, actor: User, c: Connection) -> dict[str, Any]:
     out = connection_json(c)
     profiles = [p for p in state.profiles.values() if p.primary == c.identifier
                 and permissions.can(actor, "sharingProfilePermissions", p.identifier, "READ")]
