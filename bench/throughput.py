@@ -63,6 +63,9 @@ def main() -> int:
     from openvle import records
 
     records.warm_up()  # as the worker role does at start
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()  # likewise (worker.run)
     redis = get_redis()
     redis.flushdb()
     bare_queue = Queue("bench_bare", connection=redis)

@@ -25,6 +25,7 @@ from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import configure_mappers
 
 from openvle import dead_workers, records, stores, tracking
 from openvle.connections import get_redis
@@ -305,6 +306,9 @@ def run(role: str, settings: Settings) -> int:
         os.register_at_fork(after_in_child=_die_with_worker)
     os.register_at_fork(after_in_child=stores.keep_quiet)  # the worker says when a store is away, once
     load_jobs()  # import every job module before forking, so each work horse starts warm
+    # SQLAlchemy configures the ORM's mappers at the first ORM query of a process: done here once,
+    # not again in every horse (it was ~15 % of the clone worker's time in a 200-clone deploy).
+    configure_mappers()
     stores.wait_for_database()  # however long it is away: said once, and once that it is back
     wait_until_current(get_engine(), timeout=settings.SCHEMA_WAIT_TIMEOUT)
     stores.call_with_database(records.warm_up)  # compile the bookkeeping statements once, before any fork
