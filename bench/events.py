@@ -75,6 +75,7 @@ def main() -> int:
     parser.add_argument("--clone-watcher", action=argparse.BooleanOptionalAction, default=True,
                         help="PVE_CLONE_WATCHER (clone_watch.py; on by default, as in the product)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs (printed path)")
+    parser.add_argument("--log-level", default="WARNING", help="the roles' LOG_LEVEL (INFO shows RQ's own lines)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -171,7 +172,7 @@ class Bench:
 
         pve.state.start_task = recording_start_task
         self.env = {
-            "REDIS_URL": self.args.redis, "DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING",
+            "REDIS_URL": self.args.redis, "DATABASE_URL": self.database_url, "LOG_LEVEL": self.args.log_level,
             "SECRET_KEY": secrets.token_urlsafe(32),  # a throwaway key: the database is dropped after the run
             "PVE_HOST": "127.0.0.1", "PVE_PORT": str(pve.port), "PVE_USER": "openvle@pve", "PVE_TOKEN_NAME": "bench",
             "PVE_TOKEN_VALUE": token, "PVE_VERIFY_SSL": pve.ca_path,
@@ -461,6 +462,10 @@ class Bench:
             c["start"] -= t0
             c["end"] = c["start"] + c["duration"]
         pve_by_vmid = {int(c["newid"]): c for c in pve_clones if not c["error"] and c["newid"] is not None}
+        emails = [t for t in tasks if t["target"].endswith("/email")]
+        for t, job in zip(emails, Job.fetch_many([t["job"] for t in emails], connection=self.redis), strict=True):
+            if job is not None and job.enqueued_at is not None:
+                t["queued"] = ts(job.enqueued_at) - t0
         checks = []
         clone_tasks = by_op.get("vm.clone", [])
         jobs = Job.fetch_many([t["job"] for t in clone_tasks], connection=self.redis)
@@ -697,7 +702,18 @@ def print_run(args, r: dict) -> None:
             print(f"  tail: last Proxmox clone ended +{last_clone:.2f} s, last access email sent "
                   f"+{max(emails):.2f} s ({max(emails) - last_clone:.2f} s after; start {p['start_seconds']:g} s of "
                   f"it is "
-                  f"Proxmox), event released +{r['wall']:.2f} s (the orchestrator looks every 3 s)")
+                  f"Proxmox), event released +{r['wall']:.2f} s")
+            last = max(per.items(), key=lambda kv: kv[1].get("email", {}).get("finished", -1.0))
+            vmid = p["vms"].get(int(last[0].split(":")[1])) if last[0].startswith("participant:") else None
+            made = p["pve_by_vmid"].get(vmid)
+            chain = [f"Proxmox clone ended +{made['end']:.2f}"] if made else []
+            chain += [f"{stage} +{t['started']:.2f}..+{t['finished']:.2f}" for stage in ("clone", "start", "access",
+                                                                                       "email")
+                      if (t := last[1].get(stage)) is not None]
+            queued = last[1].get("email", {}).get("queued")
+            if queued is not None:  # when RQ queued it (its access done), against when a worker took it
+                chain.append(f"email queued in RQ +{queued:.2f}")
+            print(f"  the last email's participant: {', '.join(chain)}")
     diag = rq.get("diagnosis", {})
     if diag.get("rerun") or diag.get("stale_started"):
         print(f"  RQ re-ran jobs whose Task had already succeeded: {diag['rerun']}; finished jobs still in a "

@@ -5,8 +5,11 @@ Without it, each clone job looks at its own Proxmox task when it should be done,
 in whole seconds, one short job after another on the clone worker: about a second per clone in
 which its slot sits idle. The watcher lists the node's active clone tasks (GET
 /nodes/{node}/tasks?source=active) every WATCH_INTERVAL s; for a clone that ended it releases the
-slot (which moves the oldest waiting clone to the front of the queue: the next clone starts at
-once) and moves the ended clone's own check-back to the front too, so its VM is made ready.
+slot and moves the ended clone's own check-back to the front of the queue, so its VM is made ready.
+Then it fills every free slot at once: a waiting clone that is placed left its clone call in the
+line (pacing.WAITER_STARTS), and the watcher makes that call itself (holding the VM's start, as the
+job would), records the task for the job and follows it; the job, moved behind the queued work,
+takes the task over as if it had started it. A waiter not placed yet is woken, as a release would.
 
 What stays safe: slots stay in Redis (pacing), claimed by the clone jobs and refreshed by both
 the jobs and the watcher; the clones to watch are in Redis (WATCHED), so a watcher started again
@@ -27,7 +30,7 @@ import time
 from collections import defaultdict
 
 from openvle import pacing
-from openvle.clients.proxmox import ProxmoxError, get_proxmox, upid_node
+from openvle.clients.proxmox import AnswerLost, ProxmoxError, get_proxmox, upid_node
 from openvle.connections import get_redis
 from openvle.settings import get_settings
 
@@ -39,6 +42,9 @@ LEASE = 10  # seconds a watcher leads without renewing; a dead one's lead lapses
 WATCH_INTERVAL = 0.25  # seconds between two looks at the nodes' task lists
 LIST_LIMIT = 500  # tasks asked per node; a list this long may be cut, so absence then proves nothing
 CLONE_TASK = "qmclone"
+# With a clone watcher leading, a running clone's job looks this long after (the watcher wakes it at
+# the clone's end); it looks by itself only when the watcher misses it (a node's list unreadable).
+WATCHED_LOOK = 30
 
 # Lead (or keep leading) for LEASE s: True when this watcher leads.
 _LEAD = """
@@ -95,7 +101,66 @@ class Watcher:
                     ended += 1
                 else:
                     pacing.refresh(entry["node"], int(entry["template"]), int(vm_id))
+        self.fill_free_slots()
         return ended
+
+    def fill_free_slots(self) -> int:
+        """Start the oldest waiting clones that fit in the free slots (their jobs wait to be woken);
+        returns how many were started or woken."""
+        claims: dict[tuple[str, ...], int] = {}  # slot sets looked at in this pass -> claims held
+        done = 0
+        for waiter in pacing.waiters():
+            slots = tuple(waiter.slots)
+            if slots not in claims:
+                claims[slots] = pacing.claimed(list(slots))
+            if claims[slots] >= waiter.limit:
+                continue
+            if self._start(waiter) if waiter.start else _wake_waiter(waiter.job_id):
+                claims[slots] += 1
+                done += 1
+        return done
+
+    def _start(self, waiter: pacing.Waiter) -> bool:
+        """Make the waiting clone's call: True when it started (or its job was woken to make it)."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job
+
+        redis = get_redis()
+        vm_id, call = int(waiter.start["vm_id"]), waiter.start["clone"]
+        if not pacing.hold_start(vm_id, self.name):
+            return False  # its job makes the call right now, or the VM is being deleted
+        try:
+            try:
+                job = Job.fetch(waiter.job_id, connection=redis)
+            except NoSuchJobError:
+                pacing.stop_waiting(waiter.job_id)
+                return False
+            if job.get_status(refresh=False) != "scheduled":  # it runs (or ran): the job makes its own call
+                return False
+            if not pacing.acquire(waiter.node, waiter.template_id, vm_id, waiter.limit):
+                return False
+            try:
+                upid = get_proxmox().clone(**call)
+            except ProxmoxError as exc:
+                # The job makes the call again and decides, as when it makes it itself (an answer lost
+                # may mean the clone runs: it looks first, keeping the slot).
+                log.warning("the clone to VM %s, started for a waiting clone, failed: %s (its job tries)",
+                            call["newid"], exc)
+                if not isinstance(exc, AnswerLost):
+                    pacing.release(waiter.node, waiter.template_id, vm_id, wake=False)
+                pacing.move_to_queue(redis, job)
+                return isinstance(exc, AnswerLost)  # the slot stays claimed only then
+            pacing.started_by_watcher(vm_id, upid)
+            watch(vm_id, upid, waiter.node, waiter.template_id, waiter.job_id)
+            pacing.clone_started(vm_id, WATCHED_LOOK)
+            # Behind the queued work: its job only records the task and shows the clone running.
+            pacing.move_to_queue(redis, job, at_front=False)
+            pacing.stop_waiting(waiter.job_id)
+            log.info("started the clone to VM %s on %s for a waiting clone (job %s)", call["newid"], waiter.node,
+                     waiter.job_id)
+            return True
+        finally:
+            pacing.let_go_start(vm_id, self.name)
 
     def _ended(self, node: str, entries: list[tuple[str, dict]]) -> set[str] | None:
         """The UPIDs of `entries` whose task no longer runs; None when the node's list is not known."""
@@ -119,7 +184,7 @@ class Watcher:
         """Its own check-back to the front first, then the slot released: the waiting clone woken by the
         release goes in front of it, so the next clone starts before this one is made ready."""
         woken = _wake_job(entry.get("job"))
-        pacing.release(entry["node"], int(entry["template"]), vm_id)
+        pacing.release(entry["node"], int(entry["template"]), vm_id, wake=False)  # fill_free_slots starts the next
         if woken:
             unwatch(vm_id)
         log.debug("clone of VM row %s ended: slot on %s released", vm_id, entry["node"])
@@ -142,6 +207,20 @@ def _wake_job(job_id: str | None) -> bool:
     if status == "scheduled":
         return pacing.move_to_queue(redis, job) or job.get_status() != "scheduled"
     return status not in ("started", "deferred")
+
+
+def _wake_waiter(job_id: str) -> bool:
+    """A waiter not placed yet: its job to the front of the queue, to place and start its clone."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    redis = get_redis()
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        pacing.stop_waiting(job_id)
+        return False
+    return pacing.move_to_queue(redis, job)
 
 
 def run() -> None:

@@ -8,7 +8,11 @@ that died frees itself after SLOT_TTL seconds.
 A clone that finds no free slot joins a line of waiters (oldest first) and checks back by itself
 only after WAIT_FALLBACK seconds; whoever releases a slot wakes the oldest waiter that now fits, by moving its
 scheduled RQ job to the front of its queue. So 200 waiting clones cost no polling, and a freed slot
-is taken by the next clone job the worker runs.
+is taken by the next clone job the worker runs. A waiter that is already placed leaves its clone
+call in the line too (WAITER_STARTS): the clone watcher makes that call itself the moment a slot
+frees (clone_watch), so the slot does not sit idle while a job is dequeued, forked and loaded.
+Whoever makes a clone call holds the VM's start (START_HOLD) meanwhile, and a deletion forbids it
+for good, so a clone is never started twice nor after its VM was deleted.
 
 The clone time of each template is learned (EWMA over finished clones), so a running clone is first
 looked at when it should be done rather than every PVE_POLL_INTERVAL; only from clones whose end a
@@ -17,10 +21,13 @@ look saw about when it was planned, never from time nobody was looking (a worker
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import dataclass
 
 from openvle.connections import get_redis
+from openvle.wake import run_now
 
 log = logging.getLogger("openvle.pacing")
 
@@ -30,7 +37,12 @@ SLOT_TTL = 120  # seconds a claim lasts without being refreshed
 WAIT_FALLBACK = 300
 WAITERS = "openvle:clone-slot-waiters"  # sorted set: RQ job id -> when it started waiting
 WAITER_KEYS = "openvle:clone-slot-waiter-keys"  # hash: RQ job id -> "node|template id|limit"
+WAITER_STARTS = "openvle:clone-slot-waiter-starts"  # hash: RQ job id -> its clone call (JSON), when placed
 WAKE_SCAN = 100  # oldest waiters looked at per release
+START_HOLD = "openvle:clone-start:vm:{}"  # who is making the clone call of VM row {} ("deleting": nobody)
+START_HOLD_SECONDS = 30  # a holder that died lets go after this
+STARTED = "openvle:clone-started:vm:{}"  # the UPID of a clone the watcher started, until its job records it
+DELETING = "deleting"
 CLONE_SECONDS = "openvle:clone-seconds:template:{}"
 SEEN_RUNNING = "openvle:clone-seen-running:vm:{}"
 EWMA_WEIGHT = 0.3
@@ -71,15 +83,6 @@ def acquire(node: str, template_id: int, vm_id: int, limit: int) -> bool:
     return bool(script(keys=_keys(node, template_id), args=[time.time(), SLOT_TTL, limit, vm_id]))
 
 
-def template_has_room(template_id: int, vm_id: int, limit: int) -> bool:
-    """True when VM row `vm_id` holds a slot of the template or one is free (nothing is claimed)."""
-    redis = get_redis()
-    key = _keys("", template_id)[1]
-    if redis.zscore(key, vm_id) is not None:
-        return True
-    return redis.zcount(key, time.time(), "+inf") < limit
-
-
 def refresh(node: str, template_id: int, vm_id: int) -> None:
     """Keep an existing claim alive (the clone watcher, for a clone it saw running); claims nothing new."""
     with get_redis().pipeline() as pipe:
@@ -88,25 +91,31 @@ def refresh(node: str, template_id: int, vm_id: int) -> None:
         pipe.execute()
 
 
-def release(node: str, template_id: int, vm_id: int) -> None:
-    """Give the slot back and wake the oldest waiting clone that fits now."""
+def release(node: str, template_id: int, vm_id: int, wake: bool = True) -> None:
+    """Give the slot back and (`wake`) wake the oldest waiting clone that fits now; the clone watcher
+    starts the next clone itself instead."""
     redis = get_redis()
     removed = 0
     for key in _keys(node, template_id):
         removed += redis.zrem(key, vm_id)
-    if removed:
+    if removed and wake:
         wake_next()
 
 
-def wait_for_slot(job_id: str, node: str, template_id: int, limit: int) -> None:
-    """Join the line; a job woken before that found no slot after all keeps its place."""
+def wait_for_slot(job_id: str, node: str, template_id: int, limit: int, start: dict | None = None) -> None:
+    """Join the line; a job woken before that found no slot after all keeps its place. `start`: the
+    placed clone's call ({"vm_id", "clone": Proxmox.clone's arguments}), for the watcher to make."""
     redis = get_redis()
     known = redis.hget(WAITER_KEYS, job_id)
     since = float(known.decode().rsplit("|", 1)[1]) if known else time.time()
     with redis.pipeline() as pipe:
         pipe.zadd(WAITERS, {job_id: since})
         pipe.hset(WAITER_KEYS, job_id, f"{node}|{template_id}|{limit}|{since}")
-        for key in (WAITERS, WAITER_KEYS):  # entries of jobs that vanished go with an idle day
+        if start is not None:
+            pipe.hset(WAITER_STARTS, job_id, json.dumps(start))
+        else:
+            pipe.hdel(WAITER_STARTS, job_id)
+        for key in (WAITERS, WAITER_KEYS, WAITER_STARTS):  # entries of jobs that vanished go with an idle day
             pipe.expire(key, 86400)
         pipe.execute()
 
@@ -116,7 +125,87 @@ def stop_waiting(job_id: str) -> None:
     with redis.pipeline() as pipe:
         pipe.zrem(WAITERS, job_id)
         pipe.hdel(WAITER_KEYS, job_id)
+        pipe.hdel(WAITER_STARTS, job_id)
         pipe.execute()
+
+
+@dataclass(frozen=True)
+class Waiter:
+    job_id: str
+    node: str
+    template_id: int
+    limit: int
+    start: dict | None  # the placed clone's call, or None (not placed yet)
+
+    @property
+    def slots(self) -> list[str]:
+        return _keys(self.node, self.template_id)
+
+
+def waiters(most: int = WAKE_SCAN) -> list[Waiter]:
+    """The oldest `most` waiters, in line order (three reads, whatever their number)."""
+    redis = get_redis()
+    ids = [raw.decode() for raw in redis.zrange(WAITERS, 0, most - 1)]
+    if not ids:
+        return []
+    found = []
+    for job_id, keys, start in zip(ids, redis.hmget(WAITER_KEYS, ids), redis.hmget(WAITER_STARTS, ids), strict=True):
+        if keys is None:
+            continue  # half left (its job stops waiting just now)
+        node, template_id, limit, _ = keys.decode().rsplit("|", 3)
+        found.append(Waiter(job_id, node, int(template_id), int(limit), json.loads(start) if start else None))
+    return found
+
+
+def claimed(keys: list[str]) -> int:
+    """Claims held in the fullest of these slot sets (lapsed claims do not count)."""
+    redis, now = get_redis(), time.time()
+    return max(int(redis.zcount(key, now, "+inf")) for key in keys)
+
+
+# Compare-and-delete: let go of a hold only while it is still the holder's.
+_LET_GO = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def hold_start(vm_id: int, holder: str) -> bool | None:
+    """Hold the clone call of VM row `vm_id`: True when held (or already ours), False while another
+    holder makes it, None when its deletion forbade it."""
+    redis = get_redis()
+    key = START_HOLD.format(vm_id)
+    if redis.set(key, holder, nx=True, ex=START_HOLD_SECONDS):
+        return True
+    current = redis.get(key)
+    if current == DELETING.encode():
+        return None
+    return current == holder.encode()
+
+
+def let_go_start(vm_id: int, holder: str) -> None:
+    get_redis().eval(_LET_GO, 1, START_HOLD.format(vm_id), holder)
+
+
+def forbid_start(vm_id: int) -> bool:
+    """Its VM is being deleted: no clone of it starts from now on. False while a clone call of it is
+    being made (look again in a moment: then its clone is there to delete)."""
+    redis = get_redis()
+    key = START_HOLD.format(vm_id)
+    redis.set(key, DELETING, nx=True, ex=LOOKS_KEPT)
+    return redis.get(key) == DELETING.encode()
+
+
+def started_by_watcher(vm_id: int, upid: str | None = None) -> str | None:
+    """Record (with `upid`) or read the UPID of a clone the watcher started for VM row `vm_id`."""
+    key = STARTED.format(vm_id)
+    if upid is not None:
+        get_redis().set(key, upid, ex=LOOKS_KEPT)
+        return upid
+    value = get_redis().get(key)
+    return value.decode() if value is not None else None
+
+
+def clear_started(vm_id: int) -> None:
+    """Its job recorded the UPID in the VM row: the row is where it lives from now on."""
+    get_redis().delete(STARTED.format(vm_id))
 
 
 def wake_waiters(most: int = 100) -> int:
@@ -169,30 +258,10 @@ def wake_next(woken: dict[str, int] | None = None) -> str | None:
     return None
 
 
-def move_to_queue(redis, job) -> bool:
-    """Out of the schedule, onto the front of its queue (it starts before the checks queued behind
-    it, as the scheduler would with the same retry) and out of the line of waiters, in one Redis
-    transaction: a crash or a lost connection leaves it where it was, never in neither place.
-    False when it is not (or no longer) in the schedule."""
-    from redis.exceptions import WatchError
-    from rq import Queue
-    from rq.registry import ScheduledJobRegistry
-
-    schedule = ScheduledJobRegistry(job.origin, connection=redis).key
-    with redis.pipeline() as pipe:
-        try:
-            pipe.watch(schedule)
-            if pipe.zscore(schedule, job.id) is None:
-                return False
-            pipe.multi()
-            pipe.zrem(schedule, job.id)
-            # RQ's scheduler moves due jobs the same way (its enqueue without the dependency check).
-            Queue(job.origin, connection=redis)._enqueue_job(job, pipeline=pipe, at_front=True)
-            pipe.zrem(WAITERS, job.id)
-            pipe.execute()
-        except WatchError:  # the scheduler (or another waker) moved it meanwhile
-            return False
-    return True
+def move_to_queue(redis, job, at_front: bool = True) -> bool:
+    """Out of the schedule onto its queue (wake.run_now) and out of the line of waiters, in one Redis
+    transaction. False when it is not (or no longer) in the schedule."""
+    return run_now(redis, job, at_front, also=lambda pipe: pipe.zrem(WAITERS, job.id))
 
 
 def in_flight(node: str) -> int:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Worker
 from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
@@ -33,6 +33,7 @@ from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
 from openvle.operations import load_jobs
 from openvle.queues import QUEUE_NAMES, ROLE_QUEUES
+from openvle.ready_dependents import PromptDependentsQueue
 from openvle.settings import Settings, get_settings
 
 log = logging.getLogger("openvle.worker")
@@ -278,8 +279,9 @@ def _logout_guacamole(queues: list[str]) -> None:
 def build_worker(role: str, settings: Settings) -> Worker:
     redis = get_redis()
     return TrackingWorker(
-        [Queue(name, connection=redis) for name in ROLE_QUEUES[role]],
+        [PromptDependentsQueue(name, connection=redis) for name in ROLE_QUEUES[role]],
         connection=redis,
+        queue_class=PromptDependentsQueue,
         name=worker_name(role, redis),
         maintenance_interval=settings.WORKER_MAINTENANCE_INTERVAL,
         # An idle worker blocks in dequeue for worker_ttl - 15 s and runs maintenance only between

@@ -21,7 +21,7 @@ from openvle.db.engine import session_scope
 from openvle.db.models import EventStatus, Role, Vm, VmState
 from openvle.enqueue import enqueue_once, run_step
 from openvle.event_plans import load_event, one_planner, participant_chain, participants
-from openvle.jobs.lab_events import _claim, _follow_patiently
+from openvle.jobs.lab_events import _claim, _follow_patiently, wake_orchestrator
 
 SKIPPED = "another deploy, archive, suspend or resume of this event is in flight"
 
@@ -83,9 +83,11 @@ def plan_resume(event_id: int, by: str) -> int:
 
 def mark_suspended(ctx: TaskContext, event_id: int) -> dict:
     """Runs only when every VM of the event stopped and every access was taken away."""
+    wake_orchestrator(event_id)
     return {"event_id": event_id, "suspended": True}
 
 
 def mark_resumed(ctx: TaskContext, event_id: int) -> dict:
     """Runs only when every VM of the event runs again with its access given back."""
+    wake_orchestrator(event_id)
     return {"event_id": event_id, "resumed": True}

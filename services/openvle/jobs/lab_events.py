@@ -13,6 +13,7 @@ on it (and so the marker): the event ends "deployed with failures", naming who a
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from openvle import guacamole_passwords, spread
+from openvle.connections import get_redis
 from openvle.context import CheckBack, TaskContext
 from openvle.db.engine import session_scope
 from openvle.db.models import (
@@ -41,10 +43,14 @@ from openvle.jobs.mail import deliver
 from openvle.mail import store_email
 from openvle.settings import get_settings
 from openvle.targets import Target
+from openvle.wake import run_job_now
 
 log = logging.getLogger("openvle.jobs.lab_events")
 
 FOLLOW_EVERY = 3  # seconds between the orchestrator's looks at its steps
+# A marker wakes its orchestrator as it runs; the orchestrator, finding only markers unsettled (the
+# marker's success is recorded as its job ends), looks again this often for this long, not in 3 s.
+MARKER_LOOK, MARKER_WAIT = 0.05, 2.0
 
 
 # --- claiming -----------------------------------------------------------------------------------------
@@ -187,7 +193,16 @@ def mark_deployed(ctx: TaskContext, event_id: int) -> dict:
     """Runs only when every step of the deploy succeeded."""
     with session_scope() as session:
         session.execute(update(Event).where(Event.id == event_id).values(deployed_at=utcnow()))
+    wake_orchestrator(event_id)
     return {"event_id": event_id, "deployed": True}
+
+
+def wake_orchestrator(event_id: int) -> None:
+    """The last step ran: the event's orchestrator looks now, not at its next look (FOLLOW_EVERY)."""
+    with session_scope() as session:
+        job_id = session.execute(select(Task.rq_job_id).join(Event, Event.active_task_id == Task.id)
+                                 .where(Event.id == event_id)).scalar()
+    run_job_now(get_redis(), job_id)
 
 
 # --- archive ------------------------------------------------------------------------------------------
@@ -230,6 +245,7 @@ def archive_email(ctx: TaskContext, participant_id: int) -> dict:
 def mark_archived(ctx: TaskContext, event_id: int) -> dict:
     with session_scope() as session:
         session.execute(update(Event).where(Event.id == event_id).values(archived_at=utcnow()))
+    wake_orchestrator(event_id)
     return {"event_id": event_id, "archived": True}
 
 
@@ -248,12 +264,25 @@ def _follow_patiently(ctx: TaskContext, event_id: int, kind: str) -> dict | Chec
         return CheckBack(FOLLOW_EVERY * 3, f"{kind} of event {event_id}: database unreachable")
 
 
-def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
+def _steps(task_id: int) -> list:
     with session_scope() as session:
-        steps = session.execute(
+        return session.execute(
             select(Task.id, Task.operation, Task.target, Task.status, Task.error)
-            .where(Task.requested_by == f"task:{ctx.task_id}")
+            .where(Task.requested_by == f"task:{task_id}")
         ).all()
+
+
+def _only_markers_unsettled(steps) -> bool:
+    unsettled = [s for s in steps if s.status not in TaskStatus.FINAL]
+    return bool(unsettled) and all(Target.parse(s.target).leaf in MARKERS for s in unsettled)
+
+
+def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
+    steps = _steps(ctx.task_id)
+    deadline = time.monotonic() + MARKER_WAIT
+    while _only_markers_unsettled(steps) and time.monotonic() < deadline:
+        time.sleep(MARKER_LOOK)
+        steps = _steps(ctx.task_id)
     settled = [s for s in steps if s.status in TaskStatus.FINAL]
     if len(settled) < len(steps):
         ctx.progress(len(settled) * 100 // max(len(steps), 1), f"{len(settled)} of {len(steps)} steps settled")

@@ -42,9 +42,6 @@ MARK = "openvle-vm-id"  # written into the description of every VM we clone: pro
 LINGER = 1.5  # seconds a clone about to end is watched within the job, when no other job waits
 LINGER_STEP = 0.25
 ACTION_LOOK = 0.1  # a watched click looks this often: its end is seen within 0.1 s (one task-status call each)
-# With a clone watcher leading, a running clone's job looks this long after (the watcher wakes it at
-# the clone's end); it looks by itself only when the watcher misses it (a node's list unreadable).
-WATCHED_LOOK = 30
 _MOVES_FOLLOWED = 3  # a VM seen moving between nodes this often while we look is taken as not ours
 SLOT_WAIT = 5  # seconds between checks for a free clone slot when run outside RQ (no job to wake)
 
@@ -172,15 +169,19 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
 
     job = get_current_job()
     if vm.vmid is None or vm.node is None:
-        if not pacing.template_has_room(template.id, vm.id, settings.PVE_CLONE_CONCURRENCY):
-            # Placement (several Proxmox calls) waits until a slot is in sight: of the many clones of
-            # an event waiting at its start, each costs the single clone worker as little as it can.
-            return _wait_for_slot(ctx, job, None, template)
+        # Placed before it waits for a slot: the clone call waits in line ready to be made, by the
+        # clone watcher the moment a slot frees (or by this job when woken), with no placement between.
         node = choose_node(pve, template)
         vmid = claim_vmid(pve, vm.id)
         _save(vm.id, vmid=vmid, node=node)  # recorded before cloning: a retry finds and adopts it
         vm = _load(vm_id)
         ctx.log(f"placed on {node} as VM {vmid}")
+
+    if vm.upid is None and (handed := pacing.started_by_watcher(vm.id)) is not None:
+        _save(vm.id, upid=handed, lock="clone")  # the VM row is where a clone's task is kept from now on
+        pacing.clear_started(vm.id)
+        vm = _load(vm_id)
+        ctx.log(f"the clone watcher started the clone to VM {vm.vmid} on {vm.node} as a slot freed")
 
     if vm.upid:
         watched = clone_watch.watcher_alive()
@@ -195,7 +196,7 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
             pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)  # keep our claim alive
             clone_watch.watch(vm.id, vm.upid, vm.node, template.id, job.id if job else None)  # also when adopted
             if watched:
-                result = CheckBack(WATCHED_LOOK, result.reason)
+                result = CheckBack(clone_watch.WATCHED_LOOK, result.reason)
             pacing.seen_running(vm.id, _task_age(vm.upid), result.seconds)
             ctx.progress(min(90, 10 + ctx.checks * 2), f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
             return result
@@ -220,18 +221,38 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     if found is not None:
         return _finish_clone(pve, vm, found)
 
+    call = _clone_call(vm, template, ctx.task_id)
     if not pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY):
-        return _wait_for_slot(ctx, job, vm.node, template)
+        return _wait_for_slot(ctx, job, vm.node, template, {"vm_id": vm.id, "clone": call})
     if job is not None:
         pacing.stop_waiting(job.id)
+    holder = f"job:{job.id if job is not None else ctx.task_id}"
+    held = pacing.hold_start(vm.id, holder)
+    if held is None:
+        pacing.release(vm.node, template.id, vm.id)
+        raise PermanentError(f"VM {vm.name} was deleted before its clone started")
+    if not held or pacing.started_by_watcher(vm.id) is not None:
+        pacing.let_go_start(vm.id, holder)
+        return CheckBack(1, f"the clone watcher starts the clone to VM {vm.vmid}")  # followed at the next check
     try:
-        upid = pve.clone(
-            template.node, template.pve_vmid, vm.vmid,
-            name=vm.name,
-            full=template.clone_mode == CloneMode.FULL,
-            target=vm.node if vm.node != template.node else None,
-            description=f"{MARK}={vm.id}\nMade by OpenVLE Tasks (task {ctx.task_id}).",
-        )
+        return _start_clone(ctx, pve, vm, template, call, job)
+    finally:
+        pacing.let_go_start(vm.id, holder)
+
+
+def _clone_call(vm: Vm, template: Template, task_id: int) -> dict:
+    """Proxmox.clone's arguments for this VM (also made by the clone watcher for a waiting clone)."""
+    return {
+        "node": template.node, "template_vmid": template.pve_vmid, "newid": vm.vmid, "name": vm.name,
+        "full": template.clone_mode == CloneMode.FULL,
+        "target": vm.node if vm.node != template.node else None,
+        "description": f"{MARK}={vm.id}\nMade by OpenVLE Tasks (task {task_id}).",
+    }
+
+
+def _start_clone(ctx: TaskContext, pve: Proxmox, vm: Vm, template: Template, call: dict, job) -> CheckBack:
+    try:
+        upid = pve.clone(**call)
     except AnswerLost:
         # It may have been carried out: look (at the next check) before cloning again, keeping the slot.
         ctx.log(f"the answer to the clone of VM {vm.vmid} was lost; looking before trying again", level="warning")
@@ -253,20 +274,21 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
     clone_watch.watch(vm.id, upid, vm.node, template.id, job.id if job is not None else None)
     ctx.progress(10, f"cloning {template.name} to VM {vm.vmid} on {vm.node}")
     if clone_watch.watcher_alive():  # woken when the watcher sees it end; this look only if it does not
-        first_look = WATCHED_LOOK
+        first_look = clone_watch.WATCHED_LOOK
     else:
         first_look = _next_check(0, pacing.expected_clone_seconds(template.id))
     pacing.clone_started(vm.id, first_look)
     return CheckBack(first_look, f"clone to VM {vm.vmid} started")
 
 
-def _wait_for_slot(ctx: TaskContext, job, node: str | None, template: Template) -> CheckBack:
-    """In line for a slot of `node` (None: not placed yet) and the template: woken by the release of
-    a slot, and looking by itself after WAIT_FALLBACK in case that is missed."""
+def _wait_for_slot(ctx: TaskContext, job, node: str, template: Template, start: dict) -> CheckBack:
+    """In line for a slot of `node` and the template, with its clone call (`start`) ready: started by
+    the clone watcher or woken by the release of a slot, and looking by itself after WAIT_FALLBACK
+    in case both miss it."""
     limit = get_settings().PVE_CLONE_CONCURRENCY
     if job is not None:
-        pacing.wait_for_slot(job.id, node or "", template.id, limit)
-    where = f"node {node} or template {template.name}" if node else f"template {template.name}"
+        pacing.wait_for_slot(job.id, node, template.id, limit, start)
+    where = f"node {node} or template {template.name}"
     ctx.progress(5, f"waiting for a clone slot of {where}")
     return CheckBack(pacing.WAIT_FALLBACK if job is not None else SLOT_WAIT, f"clone slots of {where} are full")
 
@@ -324,6 +346,8 @@ def delete_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         return {"vmid": vm.former_vmid, "already": True}
     if vm.state != VmState.DELETING:
         _save(vm.id, state=VmState.DELETING)
+    if not pacing.forbid_start(vm.id):  # its clone call is being made: delete that clone at the next look
+        return CheckBack(1, f"the clone of VM {vm.vmid} is being started")
     if vm.vmid is None:
         _save(vm.id, state=VmState.DELETED)
         return {"vmid": None}
