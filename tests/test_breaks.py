@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 import test_events
 from conftest import ROOT, WAIT_SCALE, wait_for
-from helpers import account, bearer
+from helpers import account, bearer, settled
 from openvle import guacamole_passwords
 from openvle.accounts.tokens import create_token
 from openvle.backend.app import create_app
@@ -151,6 +151,9 @@ def test_a_suspend_that_meets_guacamole_down_still_stops_the_vms_and_suspending_
         before = session.execute(select(func.max(Task.id))).scalar()
 
     guac.state.set_faults(error_every=0)
+    # The orchestrator releases the event inside its job and the worker records its Task a moment
+    # later: a request in between finds the first suspend still in flight (and answers with it).
+    wait_for(lambda: settled(first.task_id), 30, "the first suspend's Task", workers[0])
     second = request_suspend(event_id, requested_by="teacher")  # allowed: the last one left work undone
     event = wait_for(lambda: settled_event(event_id, "suspended") if event_row(event_id).status_reason is None
                      else None, 120, "the second suspend", workers[0], interval=1)

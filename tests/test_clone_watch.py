@@ -125,8 +125,10 @@ def test_the_watcher_makes_a_placed_waiting_clone_s_call_the_moment_its_slot_fre
     assert redis.zcard(pacing.WAITERS) == 0 and not redis.hexists(pacing.WAITER_STARTS, waiter.id)
     assert json.loads(redis.hget(clone_watch.WATCHED, "2"))["job"] == waiter.id  # its end wakes the job
     assert redis.get(pacing.START_HOLD.format(2)) is None  # let go of
+    queue.remove(own.id)  # the first clone's job ran
     pve.state.clock.advance(CLONE)
     assert watcher.step() == 1 and pacing.in_flight("pve1") == 0
+    assert queue.job_ids == [waiter.id, queued.id]  # its clone ended: its job goes ahead of the queued work
 
 
 def test_the_watcher_never_starts_the_clone_of_a_vm_being_deleted(pve):

@@ -361,6 +361,7 @@ def test_a_clone_whose_answer_was_lost_is_found_and_adopted_not_made_twice(pve, 
     assert mine == [row.vmid], f"one VM for the row, got {mine}"  # no untagged duplicate
     assert ours_in_sim(pve) == [row.vmid]
     assert len(sim_vms(pve)) == before + 1 and pve.state.faults.lost_clone_responses == [1]
+    assert pacing.in_flight(row.node) == 0  # its slot is free again, not held until the claim lapses
 
 
 def test_a_vm_listed_on_the_node_it_just_left_is_still_found_ours(pve, clean):

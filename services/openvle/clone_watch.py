@@ -33,6 +33,7 @@ from openvle import pacing
 from openvle.clients.proxmox import AnswerLost, ProxmoxError, get_proxmox, upid_node
 from openvle.connections import get_redis
 from openvle.settings import get_settings
+from openvle.wake import to_front
 
 log = logging.getLogger("openvle.clone_watch")
 
@@ -206,6 +207,9 @@ def _wake_job(job_id: str | None) -> bool:
     status = job.get_status(refresh=False)
     if status == "scheduled":
         return pacing.move_to_queue(redis, job) or job.get_status() != "scheduled"
+    if status == "queued":  # a clone this watcher started, its job still behind the queued work
+        to_front(redis, job)
+        return True
     return status not in ("started", "deferred")
 
 

@@ -38,6 +38,22 @@ def run_now(redis, job: Job, at_front: bool = True, also: Callable | None = None
     return True
 
 
+# Ahead of its queue: only when it is still in it (a worker may have taken it meanwhile).
+_TO_FRONT = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def to_front(redis, job: Job) -> bool:
+    """A job already queued goes to the front of its queue (what it waited for happened); False
+    when it is no longer in the queue."""
+    return bool(redis.eval(_TO_FRONT, 1, Queue(job.origin, connection=redis).key, job.id))
+
+
 def run_job_now(redis, job_id: str | None) -> bool:
     """The same, by job id; False when there is no such job or it is not scheduled."""
     from rq.exceptions import NoSuchJobError

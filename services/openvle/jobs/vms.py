@@ -219,6 +219,7 @@ def clone_vm(ctx: TaskContext, vm_id: int) -> dict | CheckBack:
         pacing.acquire(vm.node, template.id, vm.id, settings.PVE_CLONE_CONCURRENCY)
         return CheckBack(settings.PVE_POLL_INTERVAL, f"clone of VM {vm.vmid} still running")
     if found is not None:
+        _clone_over(vm)  # its end was seen here, not through its task (whose answer was lost): free its slot
         return _finish_clone(pve, vm, found)
 
     call = _clone_call(vm, template, ctx.task_id)
