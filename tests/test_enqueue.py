@@ -62,3 +62,25 @@ def test_a_subject_is_one_target_or_one_vm(clean):
     for subject in ({}, {"target": targets.event(1), "vm_id": 2}):
         with pytest.raises(ValueError, match="exactly one subject"), one_active("event.deploy", **subject):
             pass
+
+
+def test_a_step_asked_at_the_front_goes_ahead_of_the_queued_work_when_its_parent_succeeds(clean):
+    """An access email waits for its participant's access; when that succeeds, RQ queues it ahead of
+    the course emails already waiting (RQ's own dependents path, as the worker runs it)."""
+    from rq import Queue
+    from rq.job import Job
+
+    redis = get_redis()
+    parent = enqueue_operation("demo.noop")
+    bulk = [enqueue_operation("demo.noop") for _ in range(3)]  # already waiting on the same queue
+    urgent = enqueue_once("demo.noop", target="urgent", depends_on=[parent], at_front=True)
+    later = enqueue_once("demo.noop", target="later", depends_on=[parent])
+    queue = Queue(parent.queue, connection=redis)
+    queue.remove(parent.rq_job_id)  # a worker took the parent...
+    job = Job.fetch(parent.rq_job_id, connection=redis)
+    job.set_status("finished")  # ...and it succeeded
+    queue.enqueue_dependents(job)
+
+    ids = queue.job_ids
+    assert ids[0] == urgent.rq_job_id and ids[-1] == later.rq_job_id
+    assert ids[1:4] == [t.rq_job_id for t in bulk]

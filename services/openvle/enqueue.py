@@ -156,7 +156,7 @@ def _subject(target: str | None, vm_id: int | None) -> str:
 
 
 def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target: str, requested_by: str | None = None,
-                 depends_on: Sequence[Task | int] = ()) -> Task:
+                 depends_on: Sequence[Task | int] = (), at_front: bool = False) -> Task:
     """`enqueue_operation`, unless a Task of `operation` on `target` is still active: then that one.
 
     Planning uses it, so a retried or duplicated planner never queues a step twice. It takes no lock
@@ -165,7 +165,8 @@ def enqueue_once(operation: str, params: dict[str, Any] | None = None, *, target
     with one_active(operation, target=target, lock=False) as found:
         if found is not None:
             return found
-        return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on)
+        return enqueue_operation(operation, params, target=target, requested_by=requested_by, depends_on=depends_on,
+                                 at_front=at_front)
 
 
 def run_step(operation: str, params: dict[str, Any], *, target: str, run: str,
@@ -246,7 +247,8 @@ def enqueue_job(task: Task, queue_policy: QueuePolicy, waiting_on: Sequence[str]
         job_timeout=queue_policy.timeout,
         result_ttl=queue_policy.result_ttl,
         failure_ttl=queue_policy.failure_ttl,
-        depends_on=Dependency(jobs=list(waiting_on)) if waiting_on else None,
+        # `at_front` holds for when its parents succeed too: RQ then puts it ahead of the queued work.
+        depends_on=Dependency(jobs=list(waiting_on), enqueue_at_front=at_front) if waiting_on else None,
         on_failure=Callback(on_job_failure),
         on_stopped=Callback(on_job_stopped),
         meta={"task_id": task.id, "first_attempt": first_attempt},

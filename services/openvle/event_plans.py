@@ -110,8 +110,10 @@ def participant_chain(event: Event, person: Participant, teachers: list[int], by
                                       target=f"{target}/access", requested_by=by, depends_on=previous)]
         chain += previous
     if email_state(person.access_email_id) != EmailStatus.SENT:
+        # Ahead of the bulk on `mails` (an event's course emails, all queued as its enrolment ends):
+        # the access email is what lets a participant into their lab.
         chain.append(enqueue_once("event.access_email", {"participant_id": person.id},
-                                       target=f"{target}/email", requested_by=by, depends_on=previous))
+                                  target=f"{target}/email", requested_by=by, depends_on=previous, at_front=True))
     return chain
 
 
