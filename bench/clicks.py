@@ -62,6 +62,7 @@ def main() -> int:
     parser.add_argument("--db", default="mysql+pymysql://root@127.0.0.1:3306/")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--log-level", default="WARNING", help="the roles' LOG_LEVEL (INFO shows RQ's own lines)")
     args = parser.parse_args()
     args.sizes = str(args.participants)
 
