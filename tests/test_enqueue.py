@@ -84,3 +84,31 @@ def test_a_step_asked_at_the_front_goes_ahead_of_the_queued_work_when_its_parent
     ids = queue.job_ids
     assert ids[0] == urgent.rq_job_id and ids[-1] == later.rq_job_id
     assert ids[1:4] == [t.rq_job_id for t in bulk]
+
+
+def test_a_marker_wakes_its_orchestrator_instead_of_leaving_it_to_its_next_look(clean):
+    """The orchestrator checks back in FOLLOW_EVERY s (scheduled in RQ); the last step's marker moves
+    it onto its queue at once, so the event is released as the deploy ends."""
+    import datetime as dt
+
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    from openvle.db.models import Event
+    from openvle.jobs.lab_events import FOLLOW_EVERY, wake_orchestrator
+    from test_events import make_event
+
+    event_id = make_event(1)
+    orchestrator = enqueue_operation("demo.noop")
+    queue = Queue(orchestrator.queue, connection=get_redis())
+    queue.remove(orchestrator.rq_job_id)  # it ran once and now waits for its next look:
+    schedule = ScheduledJobRegistry(queue=queue)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=FOLLOW_EVERY)
+    schedule.schedule(queue.fetch_job(orchestrator.rq_job_id), due)
+    with session_scope() as session:
+        session.execute(update(Event).where(Event.id == event_id).values(active_task_id=orchestrator.id))
+
+    wake_orchestrator(event_id)
+
+    assert orchestrator.rq_job_id not in schedule and queue.job_ids[0] == orchestrator.rq_job_id
+

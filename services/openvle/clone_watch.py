@@ -116,7 +116,8 @@ class Watcher:
                 claims[slots] = pacing.claimed(list(slots))
             if claims[slots] >= waiter.limit:
                 continue
-            if self._start(waiter) if waiter.start else _wake_waiter(waiter.job_id):
+            # A waiter not placed yet (one from before placing came first) is woken to place itself.
+            if self._start(waiter) if waiter.start else pacing.wake_waiter(waiter.job_id):
                 claims[slots] += 1
                 done += 1
         return done
@@ -211,20 +212,6 @@ def _wake_job(job_id: str | None) -> bool:
         to_front(redis, job)
         return True
     return status not in ("started", "deferred")
-
-
-def _wake_waiter(job_id: str) -> bool:
-    """A waiter not placed yet: its job to the front of the queue, to place and start its clone."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
-    redis = get_redis()
-    try:
-        job = Job.fetch(job_id, connection=redis)
-    except NoSuchJobError:
-        pacing.stop_waiting(job_id)
-        return False
-    return pacing.move_to_queue(redis, job)
 
 
 def run() -> None:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from openvle.connections import get_redis
-from openvle.wake import run_now
+from openvle.wake import run_job_now, run_now
 
 log = logging.getLogger("openvle.pacing")
 
@@ -262,6 +262,11 @@ def move_to_queue(redis, job, at_front: bool = True) -> bool:
     """Out of the schedule onto its queue (wake.run_now) and out of the line of waiters, in one Redis
     transaction. False when it is not (or no longer) in the schedule."""
     return run_now(redis, job, at_front, also=lambda pipe: pipe.zrem(WAITERS, job.id))
+
+
+def wake_waiter(job_id: str) -> bool:
+    """A waiter's job to the front of its queue now (move_to_queue, by id)."""
+    return run_job_now(get_redis(), job_id, also=lambda pipe: pipe.zrem(WAITERS, job_id))
 
 
 def in_flight(node: str) -> int:

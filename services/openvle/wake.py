@@ -54,7 +54,7 @@ def to_front(redis, job: Job) -> bool:
     return bool(redis.eval(_TO_FRONT, 1, Queue(job.origin, connection=redis).key, job.id))
 
 
-def run_job_now(redis, job_id: str | None) -> bool:
+def run_job_now(redis, job_id: str | None, also: Callable | None = None) -> bool:
     """The same, by job id; False when there is no such job or it is not scheduled."""
     from rq.exceptions import NoSuchJobError
 
@@ -64,4 +64,4 @@ def run_job_now(redis, job_id: str | None) -> bool:
         job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
         return False
-    return run_now(redis, job)
+    return run_now(redis, job, also=also)

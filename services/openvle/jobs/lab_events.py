@@ -272,16 +272,25 @@ def _steps(task_id: int) -> list:
         ).all()
 
 
-def _only_markers_unsettled(steps) -> bool:
-    unsettled = [s for s in steps if s.status not in TaskStatus.FINAL]
-    return bool(unsettled) and all(Target.parse(s.target).leaf in MARKERS for s in unsettled)
+def _await_markers(steps) -> bool:
+    """When only markers are unsettled, look at those alone until they are recorded (MARKER_WAIT at
+    most); True when they were, and the steps are worth reading again."""
+    unsettled = [s.id for s in steps if s.status not in TaskStatus.FINAL]
+    if not unsettled or any(Target.parse(s.target).leaf not in MARKERS for s in steps if s.id in unsettled):
+        return False
+    deadline = time.monotonic() + MARKER_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(MARKER_LOOK)
+        with session_scope() as session:
+            statuses = session.execute(select(Task.status).where(Task.id.in_(unsettled))).scalars().all()
+        if all(status in TaskStatus.FINAL for status in statuses):
+            return True
+    return False
 
 
 def _follow(ctx: TaskContext, event_id: int, kind: str) -> dict | CheckBack:
     steps = _steps(ctx.task_id)
-    deadline = time.monotonic() + MARKER_WAIT
-    while _only_markers_unsettled(steps) and time.monotonic() < deadline:
-        time.sleep(MARKER_LOOK)
+    if _await_markers(steps):
         steps = _steps(ctx.task_id)
     settled = [s for s in steps if s.status in TaskStatus.FINAL]
     if len(settled) < len(steps):
