@@ -213,7 +213,7 @@ def test_a_deadlock_opening_an_attempt_is_tried_again_with_one_warning_and_no_tr
 
     caplog.set_level(logging.INFO)
     try:
-        tracking.open_attempt(job, "worker@test", transaction)
+        opened = tracking.opener_on(transaction)(job.id, job.origin, task.id, tracking.attempt_of(job), "worker@test")
     finally:
         we_hold_the_probe.set()
         other.join(60)
@@ -221,7 +221,7 @@ def test_a_deadlock_opening_an_attempt_is_tried_again_with_one_warning_and_no_tr
             conn.exec_driver_sql("DROP TABLE deadlock_probe")
 
     assert len(tries) == 2
-    assert tracking._opened_by_worker.pop(job.id) == 1
+    assert opened == 1
     assert [(s.attempt, s.status) for s in load_task(task.id).subtasks] == [(1, "processing")]
     said = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1, [r.getMessage() for r in said]

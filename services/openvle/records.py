@@ -1,6 +1,6 @@
-"""Every Task and SubTask transition, as SQLAlchemy Core on one Connection: the worker, the work
-horse (tracking.py), the reconciler, the operator controls and enqueue all change a Task's state
-through these functions only. The README's "A Task's life" has the state diagram.
+"""Every Task and SubTask transition, as SQLAlchemy Core on one Connection: the worker's bookkeeper,
+the work horse (tracking.py), the reconciler, the operator controls and enqueue all change a Task's
+state through these functions only. The README's "A Task's life" has the state diagram.
 
   (new) --enqueue--> queued --an attempt opens--> processing --success--> success
                       ^  ^                          |
@@ -106,7 +106,7 @@ def begin_known_attempt(conn: Connection, task_id: int, attempt: int, worker: st
 
 
 def record_success(conn: Connection, task_id: int, attempt: int, result: Any) -> None:
-    values = {"tid": task_id, "att": attempt, "now": utcnow(), "result": _jsonable(result)}
+    values = {"tid": task_id, "att": attempt, "now": utcnow(), "result": jsonable(result)}
     conn.execute(_ATTEMPT_SUCCESS, values)
     conn.execute(_TASK_SUCCESS, values)
 
@@ -270,7 +270,8 @@ def warm_up() -> None:
             transaction.rollback()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` if JSON can hold it, else its repr (a job may return anything)."""
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -75,10 +75,11 @@ class Outage:
 _quiet = False
 
 
-def keep_quiet() -> None:
-    """In a process a role forks (a work horse, RQ's scheduler): it waits like its parent, which says so."""
+def keep_quiet(quiet: bool = True) -> None:
+    """In a process a role forks (a work horse, RQ's scheduler): it waits like its parent, which says so.
+    `quiet=False`: a forked process that speaks for its role about a store (the worker's bookkeeper)."""
     global _quiet
-    _quiet = True
+    _quiet = quiet
 
 
 REDIS = Outage("Redis", "REDIS_URL")
@@ -97,6 +98,10 @@ def stop_waiting(raise_instead: type[BaseException] | None = None) -> None:
     global _raise_when_stopping
     _raise_when_stopping = raise_instead
     _stopping.set()
+
+
+def stop_requested() -> bool:
+    return _stopping.is_set()
 
 
 def _give_up(state: RetryCallState) -> Any:

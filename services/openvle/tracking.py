@@ -1,7 +1,8 @@
 """Task/SubTask bookkeeping around every job, so job functions hold only their own logic.
 
-`execute` is the function RQ runs for every Task: it opens a SubTask for the attempt, calls the
-operation, and records the outcome. RQ decides retries; we only make sure RQ and the DB agree:
+`execute` is the function RQ runs for every Task: it runs the attempt the worker's bookkeeper opened
+(or opens it itself), calls the operation, and records the outcome (a success through the
+bookkeeper). RQ decides retries; we only make sure RQ and the DB agree:
 - a PermanentError sets the job's retries_left to 0 before RQ sees the exception (no retry);
 - a final failure cancels the Task's dependents, in the DB and in RQ (RQ would leave them deferred);
 - attempts that die without an exception (SIGKILL, OOM) are recorded by RQ's hooks below, and
@@ -19,7 +20,7 @@ from typing import Any
 
 from rq import Retry, get_current_job
 from rq.exceptions import AbandonedJobError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
@@ -63,8 +64,8 @@ def execute(task_id: int, operation: str, params: dict[str, Any]) -> Any:
     max_attempts = policy(queue, get_settings()).max_attempts
 
     attempt = _opened_by_worker.get(job.id) if job else None
-    worker_closes = attempt is not None  # the worker records success after the horse exits
-    if attempt is None:  # run outside TrackingWorker, or the worker could not reach the DB
+    worker_closes = attempt is not None  # the horse hands the success to the bookkeeper once RQ has it
+    if attempt is None:  # run outside TrackingWorker, or its bookkeeper could not open it
         attempt = continuing_attempt(job) if job else None
     if attempt is None:
         with get_engine().begin() as conn:  # RQ set the job's worker_name as it took the job
@@ -113,11 +114,15 @@ def continuing_attempt(job: Job | None) -> int | None:
     return int(continues) if continues is not None and int(continues) == attempt_of(job) else None
 
 
-def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
-    """In the worker process, before forking: open the attempt on the worker's warm connection.
+Opener = Callable[[str, str, int, int, str], "int | None"]
+ASKED = -1  # in _opened_by_worker: the bookkeeper was asked to open it; its answer comes to the horse
+
+
+def ask_to_open(job: Job, worker_name: str, ask: Callable[[str, str, int, int, str], bool]) -> None:
+    """In the worker process, before forking: have the attempt opened by the worker's bookkeeper.
 
     A fresh horse pays for a new DB connection and for touching SQLAlchemy's memory after fork;
-    the long-lived worker does not, so the hot path (open, and close on success) stays there.
+    the bookkeeper, which never forks, does not. The horse waits for the answer (`await_opening`).
     """
     task_id = task_id_of(job)
     if task_id is None:
@@ -125,14 +130,51 @@ def open_attempt(job: Job, worker_name: str, transaction: Callable[[], AbstractC
     continuing = continuing_attempt(job)
     if continuing is not None:  # called back (CheckBack): the attempt is already open
         _opened_by_worker[job.id] = continuing
+    elif ask(job.id, job.origin, task_id, attempt_of(job), worker_name):
+        _opened_by_worker[job.id] = ASKED  # else the horse opens it itself
+
+
+def await_opening(job: Job, answer: Callable[[str], int | None]) -> None:
+    """In the horse, before the job runs (and its timeout counts): the bookkeeper's answer."""
+    if _opened_by_worker.get(job.id) != ASKED:
         return
-    attempt = attempt_of(job)
-    with job_context(queue=job.origin, job_id=job.id, task_id=task_id,
-                     attempt=f"{attempt}/{policy(job.origin, get_settings()).max_attempts}"):
-        try:  # with the database away, the worker waits for it: no job can do anything without it
-            _opened_by_worker[job.id] = stores.call_with_database(_open, task_id, attempt, worker_name, transaction)
-        except Exception:  # the horse will try again itself
-            log.exception("could not open the attempt of task %s in the worker", task_id)
+    opened = answer(job.id)
+    if opened is None:  # nobody could answer: `execute` opens it itself
+        del _opened_by_worker[job.id]
+    else:
+        _opened_by_worker[job.id] = opened
+
+
+def hand_over_success(job: Job, return_value: Any, record: Callable[[int, int, Any], bool]) -> None:
+    """In the horse, once RQ has the job finished: the success goes to the bookkeeper to write (or is
+    written here when the bookkeeper is gone). A CheckBack's attempt stays open."""
+    attempt = _opened_by_worker.get(job.id)
+    task_id = task_id_of(job)
+    if not attempt or attempt == ASKED or task_id is None or isinstance(return_value, Retry):
+        return
+    result = records.jsonable(return_value)
+    if not record(task_id, attempt, result):
+        write_success(get_engine().begin, task_id, attempt, result)
+
+
+def forget_attempt(job: Job) -> None:
+    """In the worker, after the horse: its attempt is the horse's and the bookkeeper's business now."""
+    _opened_by_worker.pop(job.id, None)
+
+
+def opener_on(transaction: Callable[[], AbstractContextManager[Connection]]) -> Opener:
+    """Open attempts on `transaction`'s connection; waits while the database is away."""
+
+    def open_known(job_id: str, queue: str, task_id: int, attempt: int, worker_name: str) -> int | None:
+        with job_context(queue=queue, job_id=job_id, task_id=task_id,
+                         attempt=f"{attempt}/{policy(queue, get_settings()).max_attempts}"):
+            try:  # with the database away, the job waits for it: no job can do anything without it
+                return stores.call_with_database(_open, task_id, attempt, worker_name, transaction)
+            except Exception:  # the horse will try again itself
+                log.exception("could not open the attempt of task %s; its job opens it itself", task_id)
+                return None
+
+    return open_known
 
 
 @retry_deadlocks("opening the attempt")
@@ -153,23 +195,11 @@ def attempt_of(job: Job) -> int:
     return int((job.meta or {}).get("first_attempt", 1)) + planned - (job.retries_left or 0)
 
 
-def close_attempt(job: Job, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
-    """In the worker process, after the horse exited: record a success it left to us.
-
-    Failures were recorded by the horse (only it has the exception), lost horses by on_horse_killed.
-    """
-    attempt = _opened_by_worker.pop(job.id, None)
-    task_id = task_id_of(job)
-    if not attempt or task_id is None:
-        return
+def write_success(transaction: Callable[[], AbstractContextManager[Connection]], task_id: int, attempt: int,
+                  result: Any) -> None:
+    """Record a success on `transaction`'s connection; waits while the database is away."""
     try:
-        if job.get_status(refresh=True) != JobStatus.FINISHED:
-            return
-        result = job.return_value(refresh=True)
         stores.call_with_database(_record_success, transaction, task_id, attempt, result)
-    except stores.REDIS_DOWN:
-        _opened_by_worker[job.id] = attempt  # the worker waits for Redis and closes it then
-        raise
     except Exception as exc:  # the reconciler closes it from RQ's record later
         _not_recorded("the success", task_id, exc)
 

@@ -13,9 +13,6 @@ import os
 import secrets
 import socket
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from redis import Redis
@@ -23,11 +20,10 @@ from rq import Worker
 from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import configure_mappers
 
 from openvle import dead_workers, records, stores, tracking
+from openvle.bookkeeper import Bookkeeper
 from openvle.connections import get_redis
 from openvle.db.engine import get_engine
 from openvle.db.schema import wait_until_current
@@ -55,55 +51,13 @@ def worker_name(role: str, connection: Redis | None = None) -> str:
     return name
 
 
-class HeldConnection:
-    """The one DB connection a worker keeps for its bookkeeping: no pool checkout, ping or reset per job.
-
-    Work horses never touch it (they use the engine's pool, which is renewed after each fork).
-    """
-
-    IDLE_CHECK = 60  # seconds idle after which the server may have dropped us (wait_timeout)
-
-    def __init__(self) -> None:
-        self._conn: Connection | None = None
-        self._used = 0.0
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        if self._conn is not None and time.monotonic() - self._used > self.IDLE_CHECK:
-            self._drop_if_dead()
-        if self._conn is None:
-            self._conn = get_engine().connect()
-        try:
-            with self._conn.begin():
-                yield self._conn
-        except DBAPIError:
-            self.close()  # reconnect next time rather than reuse a connection in an unknown state
-            raise
-        finally:
-            self._used = time.monotonic()
-
-    def _drop_if_dead(self) -> None:
-        try:
-            self._conn.exec_driver_sql("SELECT 1")
-            self._conn.rollback()
-        except DBAPIError:
-            self.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except DBAPIError:
-                pass
-            self._conn = None
-
-
 class TrackingWorker(Worker):
-    """RQ's fork worker, opening each Task attempt before the fork and closing successes after it."""
+    """RQ's fork worker, opening each Task attempt before the fork and closing successes after it,
+    both written by its bookkeeper process (bookkeeper.py)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bookkeeping = HeldConnection()
+        self.bookkeeper = Bookkeeper()
 
     def request_stop(self, signum, frame):
         """Warm shutdown; a wait for Redis ends too, or a worker that lost Redis would never stop."""
@@ -189,10 +143,12 @@ class TrackingWorker(Worker):
     def maintain_heartbeats(self, job, execution):
         stores.call_with_redis(super().maintain_heartbeats, job, execution)
 
-    def _finalize_success(self, *args, **kwargs):
+    def _finalize_success(self, job, queue, execution, return_value):
         """In the horse: a job that ended while Redis was away waits to say how it ended (RQ would
-        give up, and the attempt would count as lost although it did its work)."""
-        stores.call_with_redis(super()._finalize_success, *args, **kwargs)
+        give up, and the attempt would count as lost although it did its work). Once RQ has it
+        finished, the success goes to the bookkeeper."""
+        stores.call_with_redis(super()._finalize_success, job, queue, execution, return_value)
+        tracking.hand_over_success(job, return_value, self.bookkeeper.record)
 
     def _finalize_failure(self, *args, **kwargs):
         stores.call_with_redis(super()._finalize_failure, *args, **kwargs)
@@ -204,7 +160,7 @@ class TrackingWorker(Worker):
             log.warning("could not unregister from Redis while stopping: %s", type(exc).__name__)
         if not self.is_horse:
             dead_workers.forget_life(self.name, _lives_dir())
-            self.bookkeeping.close()
+            self.bookkeeper.stop()
             _logout_guacamole(self.queue_names())
 
     def handle_exception(self, job, *exc_info):
@@ -218,7 +174,7 @@ class TrackingWorker(Worker):
                 break
 
     def execute_job(self, job, queue):
-        tracking.open_attempt(job, self.name, self.bookkeeping.transaction)
+        tracking.ask_to_open(job, self.name, self.bookkeeper.ask_open)
         try:
             super().execute_job(job, queue)
         except stores.REDIS_DOWN:
@@ -230,7 +186,13 @@ class TrackingWorker(Worker):
                                    "its worker lost Redis while it ran")
             self.set_state(WorkerStatus.IDLE)
         finally:
-            stores.call_with_redis(tracking.close_attempt, job, self.bookkeeping.transaction)
+            tracking.forget_attempt(job)
+
+    def perform_job(self, job, queue, execution):
+        """In the horse: the attempt's opening first, outside the job's timeout (the bookkeeper waits
+        while the database is away, and so does the job, without using up its time)."""
+        tracking.await_opening(job, self.bookkeeper.answer)
+        return super().perform_job(job, queue, execution)
 
 
 class PatientScheduler(RQScheduler):
