@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pytest
 from rq.cron import CronScheduler, get_cron_job_ids
 from rq.job import Job
 from sqlalchemy import select
@@ -148,3 +149,37 @@ def test_ticks_expire_in_their_queue(clean):
     assert jobs["heartbeat"].job_options["ttl"] == get_settings().SCHEDULER_HEARTBEAT_INTERVAL
     assert jobs["reconcile"].job_options["ttl"] == get_settings().RECONCILE_INTERVAL
     assert jobs["event-lifecycle"].job_options["ttl"] is not None  # a late daily tick: the next tick catches up
+
+
+def test_a_tick_while_the_database_is_away_gives_its_slot_back_in_one_line(settings_env, caplog):
+    import logging
+    import socket
+
+    from rq import SimpleWorker
+    from sqlalchemy.engine import make_url
+
+    url = make_url(get_settings().DATABASE_URL)
+    if not url.drivername.startswith("mysql"):
+        pytest.skip("an unreachable server needs a networked database")
+    with socket.socket() as probe:  # a port nothing listens on: "can't connect", as an outage looks
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    normal = get_settings().DATABASE_URL
+    now = time.time()
+    settings_env(DATABASE_URL=url.set(host="127.0.0.1", port=closed_port).render_as_string(hide_password=False))
+    away = _tick_at("reconcile", now)
+    worker = SimpleWorker([away.origin], connection=_redis())
+    with caplog.at_level(logging.INFO):
+        worker.work(burst=True)
+
+    assert away.get_status(refresh=True) == "finished" and away.return_value() == "database away"
+    lines = [r for r in caplog.records if r.name == "openvle.periodic"]
+    assert [r.levelname for r in lines] == ["WARNING"], lines
+    assert "reconcile not made: the database is away" in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+    # The slot was given back: once the database is back, a tick of the same slot makes the run.
+    settings_env(DATABASE_URL=normal)
+    again = _tick_at("reconcile", now)
+    SimpleWorker([again.origin], connection=_redis()).work(burst=True)
+    assert again.return_value() == f"task {tasks_of('housekeeping.reconcile')[0].id}"

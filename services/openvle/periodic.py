@@ -6,7 +6,8 @@ twice. So cron enqueues a small `tick(name)`; the tick claims the run's time slo
 creates the real Task, which then has its queue's retries like any other operation. (A slot
 claim is not the "one active Task" of enqueue.one_active: see `_run_once`.)
 
-- A tick that cannot create its Task (the database away) gives its slot back and fails.
+- A tick that cannot create its Task because the database is away gives its slot back and says so
+  in one line (an outage is not a failure with a traceback); another failure fails the tick.
 - A daily run nobody made at its time (that failure, no scheduler, no worker) is made by the next
   heartbeat tick: the Tasks table says whether a run since the last due time exists.
 - Ticks expire in their queue after one interval, and a periodic Task still waiting is not queued
@@ -25,8 +26,9 @@ from croniter import croniter
 from rq import get_current_job
 from rq.cron import CronScheduler
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
-from openvle import targets
+from openvle import stores, targets
 from openvle.connections import get_redis
 from openvle.db.engine import session_scope
 from openvle.db.models import Task, TaskStatus
@@ -81,10 +83,25 @@ def tick(name: str) -> str:
     enqueued = job.enqueued_at or job.created_at
     slot = slot_of(periodic, enqueued.timestamp(), settings)
     ttl = max(2 * (periodic.every(settings) if periodic.every else 60), 120)
-    outcome = _run_once(periodic, slot, ttl, job.id)
+    try:
+        outcome = _run_once(periodic, slot, ttl, job.id)
+    except DBAPIError as exc:
+        return _away(exc, f"periodic {name} not made")
     if name == "heartbeat":
-        catch_up(dt.datetime.now(dt.UTC).replace(tzinfo=None), job.id)
+        try:
+            catch_up(dt.datetime.now(dt.UTC).replace(tzinfo=None), job.id)
+        except DBAPIError as exc:
+            _away(exc, "missed daily runs not looked for")
     return outcome
+
+
+def _away(exc: DBAPIError, what: str) -> str:
+    """A tick meeting a database outage: one line, no traceback (the slot was given back). The next
+    tick of an interval makes its run; a daily run is made by a later heartbeat's catch-up."""
+    if not stores.database_down(exc):
+        raise exc
+    log.warning("%s: the database is away (%s); a later tick makes it", what, type(exc.orig).__name__)
+    return "database away"
 
 
 def _run_once(periodic: Periodic, slot: int, ttl: int, claimant: str) -> str:
